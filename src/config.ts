@@ -1,0 +1,150 @@
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import { ConfigError } from './errors.js';
+
+/** Treats an empty variable like an unset one, so `FOO=` falls back to the default. */
+const unsetIfEmpty = (v: unknown) => (v === '' ? undefined : v);
+
+const port = (fallback: number) =>
+  z.preprocess(unsetIfEmpty, z.coerce.number().int().min(0).max(65535).default(fallback));
+const millis = (fallback: number) =>
+  z.preprocess(unsetIfEmpty, z.coerce.number().int().positive().default(fallback));
+const seconds = millis;
+const optionalUrl = (protocols: RegExp) =>
+  z.preprocess(
+    unsetIfEmpty,
+    z
+      .string()
+      .url()
+      .refine((u) => protocols.test(new URL(u).protocol), { message: `protocol must match ${protocols}` })
+      .optional(),
+  );
+
+/** Every setting, its default and its check. The README's configuration table mirrors this schema. */
+const envSchema = z
+  .object({
+    LOG_LEVEL: z.preprocess(
+      unsetIfEmpty,
+      z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    ),
+    HOST: z.preprocess(unsetIfEmpty, z.string().min(1).default('127.0.0.1')),
+    TOKENS_PORT: port(8080),
+    REPLICA_ID: z.preprocess(
+      unsetIfEmpty,
+      z
+        .string()
+        .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, "_", "." or "-", at most 64')
+        .optional(),
+    ),
+    DATABASE_URL: optionalUrl(/^postgres(ql)?:$/),
+    DATABASE_SCHEMA: z.preprocess(
+      unsetIfEmpty,
+      z
+        .string()
+        .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'a lower-case SQL identifier')
+        .default('token_exchange'),
+    ),
+    DATABASE_POOL_MAX: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(1).max(100).default(10)),
+    DATABASE_QUERY_TIMEOUT_MS: millis(2000),
+    DATABASE_CONNECT_TIMEOUT_MS: millis(2000),
+    NATS_URL: optionalUrl(/^(nats|tls):$/),
+    KEYSTORE_PG_TIMEOUT_MS: millis(500),
+    KEYSTORE_FLUSH_INTERVAL_MS: millis(5000),
+    KEYSTORE_PROBE_INTERVAL_MS: millis(2000),
+    KEYSTORE_CLEANUP_INTERVAL_MS: millis(60_000),
+    SIGNING_ALG: z.preprocess(unsetIfEmpty, z.enum(['ES256', 'EdDSA', 'RS256']).default('ES256')),
+    KEY_ROTATION_INTERVAL_S: seconds(3600),
+    TOKEN_MAX_TTL_S: seconds(3600),
+    CLOCK_SKEW_S: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(0).max(3600).default(60)),
+    HTTP_MAX_BODY_BYTES: z.preprocess(
+      unsetIfEmpty,
+      z.coerce
+        .number()
+        .int()
+        .min(1024)
+        .max(16 * 1024 * 1024)
+        .default(64 * 1024),
+    ),
+    SHUTDOWN_TIMEOUT_MS: millis(10_000),
+  })
+  .superRefine((env, ctx) => {
+    if (env.DATABASE_QUERY_TIMEOUT_MS <= env.KEYSTORE_PG_TIMEOUT_MS) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['DATABASE_QUERY_TIMEOUT_MS'],
+        message: 'must be longer than KEYSTORE_PG_TIMEOUT_MS (the key store gives up first)',
+      });
+    }
+  });
+
+/** The validated configuration, read once at start-up. */
+export interface Config {
+  readonly logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
+  readonly host: string;
+  readonly replicaId: string;
+  readonly tokens: { readonly port: number; readonly maxBodyBytes: number };
+  readonly database:
+    | {
+        readonly url: string;
+        readonly schema: string;
+        readonly poolMax: number;
+        readonly queryTimeoutMs: number;
+        readonly connectTimeoutMs: number;
+      }
+    | undefined;
+  readonly natsUrl: string | undefined;
+  readonly keyStore: {
+    readonly pgTimeoutMs: number;
+    readonly flushIntervalMs: number;
+    readonly probeIntervalMs: number;
+    readonly cleanupIntervalMs: number;
+  };
+  readonly signing: {
+    readonly alg: 'ES256' | 'EdDSA' | 'RS256';
+    readonly rotationIntervalS: number;
+    readonly tokenMaxTtlS: number;
+    readonly clockSkewS: number;
+  };
+  readonly shutdownTimeoutMs: number;
+}
+
+/**
+ * Reads and validates the configuration from `env`. Throws a {@link ConfigError} naming every bad setting.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(env)'}: ${issue.message}`);
+    throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  const e = parsed.data;
+  return {
+    logLevel: e.LOG_LEVEL,
+    host: e.HOST,
+    replicaId: e.REPLICA_ID ?? `replica-${randomBytes(4).toString('hex')}`,
+    tokens: { port: e.TOKENS_PORT, maxBodyBytes: e.HTTP_MAX_BODY_BYTES },
+    database: e.DATABASE_URL
+      ? {
+          url: e.DATABASE_URL,
+          schema: e.DATABASE_SCHEMA,
+          poolMax: e.DATABASE_POOL_MAX,
+          queryTimeoutMs: e.DATABASE_QUERY_TIMEOUT_MS,
+          connectTimeoutMs: e.DATABASE_CONNECT_TIMEOUT_MS,
+        }
+      : undefined,
+    natsUrl: e.NATS_URL,
+    keyStore: {
+      pgTimeoutMs: e.KEYSTORE_PG_TIMEOUT_MS,
+      flushIntervalMs: e.KEYSTORE_FLUSH_INTERVAL_MS,
+      probeIntervalMs: e.KEYSTORE_PROBE_INTERVAL_MS,
+      cleanupIntervalMs: e.KEYSTORE_CLEANUP_INTERVAL_MS,
+    },
+    signing: {
+      alg: e.SIGNING_ALG,
+      rotationIntervalS: e.KEY_ROTATION_INTERVAL_S,
+      tokenMaxTtlS: e.TOKEN_MAX_TTL_S,
+      clockSkewS: e.CLOCK_SKEW_S,
+    },
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+  };
+}

@@ -1,0 +1,86 @@
+/**
+ * Every error this service raises on purpose is an {@link AppError} with a stable `code`.
+ * Errors from libraries (pg, NATS, node:http) are wrapped where they enter, keeping the original as `cause`;
+ * the HTTP layer maps codes to statuses in one place (`src/http/errors.ts`).
+ */
+export type ErrorCode =
+  | 'CONFIG_INVALID'
+  | 'TIMEOUT'
+  | 'STORAGE_UNAVAILABLE'
+  | 'ACTOR_STOPPED'
+  | 'NOT_FOUND'
+  | 'BAD_REQUEST'
+  | 'PAYLOAD_TOO_LARGE'
+  | 'METHOD_NOT_ALLOWED'
+  | 'UNSUPPORTED_MEDIA_TYPE';
+
+/** Base class: a stable string `code`, `name` taken from the concrete class, `cause` kept. */
+export class AppError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** A setting is missing or malformed; start-up stops with this message. */
+export class ConfigError extends AppError {
+  constructor(message: string) {
+    super('CONFIG_INVALID', message);
+  }
+}
+
+/** An operation did not finish within its deadline. */
+export class TimeoutError extends AppError {
+  constructor(what: string, ms: number) {
+    super('TIMEOUT', `${what} timed out after ${ms} ms`);
+  }
+}
+
+/** The backing store (Postgres) failed or could not be reached. */
+export class StorageError extends AppError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('STORAGE_UNAVAILABLE', message, options);
+  }
+}
+
+/** A message was sent to an actor that is not running. */
+export class ActorStoppedError extends AppError {
+  constructor(actor: string) {
+    super('ACTOR_STOPPED', `${actor} is not running`);
+  }
+}
+
+/** The requested resource does not exist. */
+export class NotFoundError extends AppError {
+  constructor(message: string) {
+    super('NOT_FOUND', message);
+  }
+}
+
+/** The request is malformed; nothing was changed. */
+export class BadRequestError extends AppError {
+  constructor(message: string) {
+    super('BAD_REQUEST', message);
+  }
+}
+
+/** The request body is larger than the configured limit. */
+export class PayloadTooLargeError extends AppError {
+  constructor(limit: number) {
+    super('PAYLOAD_TOO_LARGE', `request body exceeds ${limit} bytes`);
+  }
+}
+
+/** Narrowing helper for `catch (err: unknown)`. */
+export function isAppError(err: unknown): err is AppError {
+  return err instanceof AppError;
+}
+
+/** A short, log-safe description of any thrown value. */
+export function describeError(err: unknown): string {
+  if (err instanceof Error) return `${err.name}: ${err.message}`;
+  return String(err);
+}

@@ -1,0 +1,233 @@
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Logger } from 'pino';
+import { PayloadTooLargeError } from '../errors.js';
+import type { Metrics } from '../metrics.js';
+import { toErrorResponse } from './errors.js';
+
+/** What a handler sees of a request. */
+export interface HttpRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly query: URLSearchParams;
+  /** Values of `:name` segments of the route pattern. */
+  readonly params: Readonly<Record<string, string>>;
+  readonly headers: IncomingHttpHeaders;
+  /** Reads the whole body, rejecting with PayloadTooLargeError past the server's limit. */
+  body(): Promise<Buffer>;
+}
+
+/** What a handler answers: a JSON value, raw bytes, or a stream. */
+export interface HttpResponse {
+  readonly status: number;
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly json?: unknown;
+  readonly body?: string | Buffer;
+  readonly stream?: Readable;
+}
+
+/** A route: a method, a path pattern with optional `:name` segments, and a handler. */
+export interface Route {
+  readonly method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  readonly path: string;
+  readonly handler: (req: HttpRequest) => Promise<HttpResponse> | HttpResponse;
+}
+
+/** Settings of {@link HttpServer}. */
+export interface HttpServerOptions {
+  /** Names the server in logs and metrics (`tokens`, `grades-set`, …). */
+  readonly name: string;
+  readonly host: string;
+  readonly port: number;
+  readonly routes: readonly Route[];
+  readonly maxBodyBytes: number;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+}
+
+interface CompiledRoute extends Route {
+  readonly segments: readonly string[];
+}
+
+/**
+ * A small HTTP front end on `node:http`: exact-segment routing, a body limit, and one place (`toErrorResponse`)
+ * where thrown errors become statuses. Responses never carry stack traces. `stop()` stops accepting, lets
+ * in-flight requests finish, and cuts what is left after the grace period.
+ */
+export class HttpServer {
+  readonly #options: HttpServerOptions;
+  readonly #routes: CompiledRoute[];
+  readonly #server: Server;
+  #stopping: Promise<void> | undefined;
+
+  constructor(options: HttpServerOptions) {
+    this.#options = options;
+    this.#routes = options.routes.map((r) => ({ ...r, segments: r.path.split('/').filter(Boolean) }));
+    this.#server = createServer((req, res) => void this.#handle(req, res));
+    this.#server.keepAliveTimeout = 5_000;
+    this.#server.headersTimeout = 10_000;
+    this.#server.requestTimeout = 30_000;
+  }
+
+  /** The bound port (useful when configured as 0). */
+  get port(): number {
+    return (this.#server.address() as AddressInfo).port;
+  }
+
+  /** Listens on the configured host and port. */
+  start(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(this.#options.port, this.#options.host, () => {
+        this.#server.off('error', reject);
+        this.#options.log.info({ server: this.#options.name, port: this.port }, 'http listening');
+        resolve();
+      });
+    });
+  }
+
+  /** Stops accepting connections; in-flight requests get `graceMs` to finish. Idempotent. */
+  stop(graceMs = 5_000): Promise<void> {
+    this.#stopping ??= new Promise<void>((resolve) => {
+      if (!this.#server.listening) return resolve();
+      const timer = setTimeout(() => this.#server.closeAllConnections(), graceMs);
+      this.#server.close(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.#server.closeIdleConnections();
+    });
+    return this.#stopping;
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = process.hrtime.bigint();
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const match = this.#match(req.method ?? 'GET', url.pathname);
+    let routeLabel = 'unmatched';
+    let status = 500;
+    try {
+      let response: HttpResponse;
+      if (match === 'method-not-allowed') {
+        response = { status: 405, json: { error: 'method_not_allowed', message: 'method not allowed' } };
+      } else if (!match) {
+        response = { status: 404, json: { error: 'not_found', message: 'no such route' } };
+      } else {
+        routeLabel = match.route.path;
+        response = await match.route.handler({
+          method: req.method ?? 'GET',
+          path: url.pathname,
+          query: url.searchParams,
+          params: match.params,
+          headers: req.headers,
+          body: () => readBody(req, this.#options.maxBodyBytes),
+        });
+      }
+      status = response.status;
+      await this.#send(res, response);
+    } catch (err) {
+      const mapped = toErrorResponse(err);
+      status = mapped.status;
+      if (status >= 500) this.#options.log.error({ err, route: routeLabel }, 'request failed');
+      if (!res.headersSent) {
+        await this.#send(res, {
+          status,
+          json: mapped.body,
+          // After a rejected body the rest of it may still be arriving; do not reuse the connection.
+          headers: mapped.status === 413 ? { connection: 'close' } : {},
+        }).catch(() => undefined);
+      } else {
+        res.destroy();
+      }
+    } finally {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      this.#options.metrics.httpDuration
+        .labels(this.#options.name, routeLabel, req.method ?? 'GET', String(status))
+        .observe(seconds);
+    }
+  }
+
+  async #send(res: ServerResponse, response: HttpResponse): Promise<void> {
+    const headers: Record<string, string> = { ...response.headers };
+    if (response.json !== undefined) {
+      const body = JSON.stringify(response.json);
+      headers['content-type'] ??= 'application/json';
+      res.writeHead(response.status, headers);
+      res.end(body);
+    } else if (response.stream) {
+      res.writeHead(response.status, headers);
+      await pipeline(response.stream, res);
+    } else {
+      res.writeHead(response.status, headers);
+      res.end(response.body);
+    }
+  }
+
+  #match(
+    method: string,
+    pathname: string,
+  ): { route: CompiledRoute; params: Record<string, string> } | 'method-not-allowed' | undefined {
+    const segments = pathname.split('/').filter(Boolean);
+    let pathMatched = false;
+    for (const route of this.#routes) {
+      const params = matchSegments(route.segments, segments);
+      if (!params) continue;
+      if (route.method === method || (method === 'HEAD' && route.method === 'GET')) return { route, params };
+      pathMatched = true;
+    }
+    return pathMatched ? 'method-not-allowed' : undefined;
+  }
+}
+
+function matchSegments(
+  pattern: readonly string[],
+  actual: readonly string[],
+): Record<string, string> | undefined {
+  if (pattern.length !== actual.length) return undefined;
+  const params: Record<string, string> = {};
+  for (let i = 0; i < pattern.length; i++) {
+    const p = pattern[i] as string;
+    const a = actual[i] as string;
+    if (p.startsWith(':')) {
+      try {
+        params[p.slice(1)] = decodeURIComponent(a);
+      } catch {
+        return undefined;
+      }
+    } else if (p !== a) {
+      return undefined;
+    }
+  }
+  return params;
+}
+
+/** Collects a request body up to `limit` bytes; rejects as soon as the limit is passed. */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) return Promise.reject(new PayloadTooLargeError(limit));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.off('data', onData);
+        req.resume();
+        reject(new PayloadTooLargeError(limit));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(Buffer.concat(chunks)));
+    req.once('error', reject);
+  });
+}

@@ -1,0 +1,78 @@
+import type { Clock } from '../clock.js';
+import { isExpired, type PublicKey } from './public-key.js';
+
+/** What one flush round did. */
+export interface FlushResult {
+  /** Keys written and removed from the queue. */
+  readonly written: readonly string[];
+  /** Keys that expired while waiting; removed, never written (FT3). */
+  readonly dropped: readonly string[];
+  /** Keys still waiting after this round. */
+  readonly remaining: number;
+  /** Why the round stopped early, if it did. */
+  readonly error?: unknown;
+}
+
+/**
+ * The retry mailbox of keys that are safe in memory but not yet in Postgres (FT2, FT3). Keys wait in arrival
+ * order with no size limit. The flush policy lives here: expired keys are dropped, the rest are written oldest
+ * first, and the round stops at the first failure so that an outage costs one timeout per round, not one per
+ * key. A key is removed only after its write succeeded, so nothing is lost.
+ */
+export class PendingWrites {
+  readonly #clock: Clock;
+  readonly #keys = new Map<string, PublicKey>();
+
+  constructor(clock: Clock) {
+    this.#clock = clock;
+  }
+
+  /** Keys waiting. */
+  get size(): number {
+    return this.#keys.size;
+  }
+
+  /** Queues `key` for writing; a `kid` already waiting is kept as it is. */
+  add(key: PublicKey): void {
+    if (!this.#keys.has(key.kid)) this.#keys.set(key.kid, key);
+  }
+
+  /** True if `kid` is waiting. */
+  has(kid: string): boolean {
+    return this.#keys.has(kid);
+  }
+
+  /** The waiting `kid`s, oldest first. */
+  kids(): string[] {
+    return [...this.#keys.keys()];
+  }
+
+  /** Removes expired keys; returns their `kid`s. */
+  dropExpired(): string[] {
+    const now = this.#clock.now();
+    const dropped: string[] = [];
+    for (const [kid, key] of this.#keys) {
+      if (isExpired(key, now)) {
+        this.#keys.delete(kid);
+        dropped.push(kid);
+      }
+    }
+    return dropped;
+  }
+
+  /** One flush round: drop expired keys, then `write` the rest in order until one fails. */
+  async flush(write: (key: PublicKey) => Promise<void>): Promise<FlushResult> {
+    const dropped = this.dropExpired();
+    const written: string[] = [];
+    for (const [kid, key] of [...this.#keys]) {
+      try {
+        await write(key);
+      } catch (error) {
+        return { written, dropped, remaining: this.#keys.size, error };
+      }
+      this.#keys.delete(kid);
+      written.push(kid);
+    }
+    return { written, dropped, remaining: this.#keys.size };
+  }
+}
