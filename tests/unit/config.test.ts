@@ -1,0 +1,62 @@
+import { expect } from 'chai';
+import { loadConfig } from '../../src/config.js';
+import { ConfigError } from '../../src/errors.js';
+
+describe('configuration', () => {
+  it('with nothing set, runs one self-contained replica on port 8080', () => {
+    const config = loadConfig({});
+    expect(config.tokens.port).to.equal(8080);
+    expect(config.database).to.be.undefined;
+    expect(config.natsUrl).to.be.undefined;
+    expect(config.replicaId).to.match(/^replica-[0-9a-f]{8}$/);
+    expect(config.keyStore).to.deep.equal({
+      pgTimeoutMs: 500,
+      flushIntervalMs: 5000,
+      probeIntervalMs: 2000,
+      cleanupIntervalMs: 60_000,
+    });
+    expect(config.signing.alg).to.equal('ES256');
+  });
+
+  it('reads every setting it is given, treating empty values as unset', () => {
+    const config = loadConfig({
+      TOKENS_PORT: '9000',
+      REPLICA_ID: 'r1',
+      DATABASE_URL: 'postgres://u@127.0.0.1:5432/db',
+      DATABASE_SCHEMA: 'ks_test',
+      NATS_URL: 'nats://127.0.0.1:4222',
+      KEYSTORE_PG_TIMEOUT_MS: '250',
+      SIGNING_ALG: 'EdDSA',
+      LOG_LEVEL: '',
+    });
+    expect(config.tokens.port).to.equal(9000);
+    expect(config.replicaId).to.equal('r1');
+    expect(config.database).to.include({ url: 'postgres://u@127.0.0.1:5432/db', schema: 'ks_test' });
+    expect(config.natsUrl).to.equal('nats://127.0.0.1:4222');
+    expect(config.keyStore.pgTimeoutMs).to.equal(250);
+    expect(config.signing.alg).to.equal('EdDSA');
+    expect(config.logLevel).to.equal('info');
+  });
+
+  const bad: [string, Record<string, string>, RegExp][] = [
+    ['a port out of range', { TOKENS_PORT: '70000' }, /TOKENS_PORT/],
+    ['a non-numeric timeout', { KEYSTORE_PG_TIMEOUT_MS: 'soon' }, /KEYSTORE_PG_TIMEOUT_MS/],
+    ['a database URL of another protocol', { DATABASE_URL: 'mysql://127.0.0.1/x' }, /DATABASE_URL/],
+    ['a schema that is not an identifier', { DATABASE_SCHEMA: 'x; drop table' }, /DATABASE_SCHEMA/],
+    ['an unknown algorithm', { SIGNING_ALG: 'none' }, /SIGNING_ALG/],
+    ['a replica id with spaces', { REPLICA_ID: 'a b' }, /REPLICA_ID/],
+    [
+      'a pg query timeout not longer than the key store timeout',
+      { DATABASE_QUERY_TIMEOUT_MS: '400' },
+      /DATABASE_QUERY_TIMEOUT_MS: must be longer than KEYSTORE_PG_TIMEOUT_MS/,
+    ],
+  ];
+  for (const [what, env, message] of bad) {
+    it(`stops start-up on ${what}, naming the setting`, () => {
+      expect(() => loadConfig(env))
+        .to.throw(ConfigError)
+        .with.property('message')
+        .that.matches(message);
+    });
+  }
+});
