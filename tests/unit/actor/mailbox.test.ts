@@ -62,7 +62,10 @@ describe('mailbox', () => {
 
   it('close() refuses new items and resolves after the queued ones', async () => {
     const handled: number[] = [];
-    const mailbox = new Mailbox<number>(async (n) => void handled.push(n), sinon.spy());
+    const mailbox = new Mailbox<number>((n) => {
+      handled.push(n);
+      return Promise.resolve();
+    }, sinon.spy());
     mailbox.post(1);
     const closing = mailbox.close();
     expect(mailbox.post(2)).to.be.false;

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { createPublicKey, verify, sign } from 'node:crypto';
+import { createPublicKey, verify, sign, type JsonWebKey } from 'node:crypto';
 import { calculateJwkThumbprint, type JWK } from 'jose';
 import { generateSigningKey } from '../../../src/tokens/signing-key.js';
 
@@ -9,7 +9,7 @@ describe('signing key generation', () => {
   for (const alg of ['ES256', 'EdDSA', 'RS256'] as const) {
     it(`${alg}: kid is the RFC 7638 thumbprint, the JWK is public only, and it verifies what the private key signs`, async () => {
       const key = await generateSigningKey(alg, 1000, LIFETIME, 'r1');
-      expect(key.kid).to.equal(await calculateJwkThumbprint(key.publicKey.jwk as unknown as JWK, 'sha256'));
+      expect(key.kid).to.equal(await calculateJwkThumbprint(key.publicKey.jwk, 'sha256'));
       expect(key.publicKey.jwk).to.include({ kid: key.kid, alg, use: 'sig' });
       for (const member of ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'])
         expect(key.publicKey.jwk).not.to.have.property(member);
