@@ -18,7 +18,8 @@ export class FakePostgres implements PublicKeyRepository, Pingable {
   readonly rows = new Map<string, PublicKey>();
   readonly create = sinon.spy((key: PublicKey) => this.#answer(() => void this.#insert(key)));
   readonly get = sinon.spy((kid: string) => this.#answer(() => this.#visible(this.rows.get(kid))));
-  readonly list = sinon.spy(() =>
+  /** Mutable so a test can make only the reload fail. */
+  list = sinon.spy(() =>
     this.#answer(() => [...this.rows.values()].filter((k) => this.#visible(k) !== undefined)),
   );
   readonly deleteExpired = sinon.spy(() =>

@@ -393,7 +393,7 @@ describe('fault-tolerant repository', () => {
       f.pg.mode = 'down';
       await f.repo.get('x');
       f.pg.mode = 'up';
-      sinon.replace(f.pg, 'list', sinon.fake.rejects(new Error('still flaky')));
+      f.pg.list = sinon.spy(() => Promise.reject<PublicKey[]>(new Error('still flaky')));
       expect(await f.repo.probe()).to.be.false;
       expect(f.repo.postgresAvailable).to.be.false;
     });
