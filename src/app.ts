@@ -10,14 +10,23 @@ import { MemoryPublicKeyRepository } from './keys/memory-repository.js';
 import { createPgPool } from './keys/pg-pool.js';
 import { PostgresPublicKeyRepository } from './keys/postgres-repository.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { NatsClient } from './nats/connection.js';
 import { Supervisor, type Component } from './supervisor.js';
+import { undiciFetchJson, type FetchJson } from './tokens/http-fetch.js';
+import { NatsKeyAnnouncer } from './tokens/key-announcer.js';
 import { KeyRotation } from './tokens/key-rotation.js';
 import { keyRoutes } from './tokens/key-routes.js';
+import { RemoteJwks } from './tokens/remote-jwks.js';
+import { SigningPool } from './tokens/signing-pool.js';
+import { tokenRoutes } from './tokens/token-routes.js';
+import { TokenService, type Provider } from './tokens/token-service.js';
+import { loadTokensConfig, type TokensConfig } from './tokens/tokens-config.js';
 
 /** Collaborators that tests may replace. */
 export interface AppDependencies {
   readonly log: Logger;
   readonly clock?: Clock;
+  readonly fetchJson?: FetchJson;
 }
 
 /** A wired service: start it, stop it, find its ports. */
@@ -28,19 +37,25 @@ export interface App {
   readonly metrics: Metrics;
   /** The bound tokens port (after `start`). */
   tokensPort(): number;
+  /** The issuer URL tokens carry (after `start`). */
+  issuer(): string;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
 
 /**
- * Wires the service from its configuration. Start order: Postgres pool, KeyStore, key rotation, HTTP. Stop runs
- * the reverse: stop accepting HTTP, stop rotating, flush pending key writes, end the Postgres pool.
+ * Wires the service from its configuration. Start order: Postgres pool, KeyStore, signing pool, NATS, key
+ * announcements, key rotation, HTTP. Stop runs the reverse, which is the shutdown sequence: stop accepting HTTP,
+ * stop rotating, drain NATS, close the signing pool, flush pending key writes, end the Postgres pool.
  */
-export function createApp(config: Config, deps: AppDependencies): App {
+export async function createApp(config: Config, deps: AppDependencies): Promise<App> {
   const clock = deps.clock ?? systemClock;
   const log = deps.log.child({ replica: config.replicaId });
   const metrics = createMetrics();
   const components: Component[] = [];
+  const tokensConfig: TokensConfig = config.tokenIssuer.configPath
+    ? await loadTokensConfig(config.tokenIssuer.configPath, config.signing.tokenMaxTtlS)
+    : { providers: [], clients: [] };
 
   const failures = new Counter({
     name: 'keystore_postgres_failures_total',
@@ -70,13 +85,47 @@ export function createApp(config: Config, deps: AppDependencies): App {
   const keyStore = new KeyStore({ backend, ...config.keyStore, log });
   components.push(keyStore);
 
+  const signer = new SigningPool({ workers: config.signing.workers, maxBatch: config.signing.maxBatch });
+  components.push({ name: 'signing-pool', start: () => Promise.resolve(), stop: () => signer.close() });
+
+  const rotationIntervalMs = config.signing.rotationIntervalS * 1000;
+  const publishGraceMs = config.signing.publishGraceS * 1000;
+  const tokenMaxTtlMs = config.signing.tokenMaxTtlS * 1000;
+  const skewMs = config.signing.clockSkewS * 1000;
+
+  let nats: NatsClient | undefined;
+  let announcer: NatsKeyAnnouncer | undefined;
+  if (config.nats) {
+    nats = new NatsClient({
+      url: config.nats.url,
+      name: `token-grades/${config.replicaId}`,
+      startWaitMs: config.nats.connectWaitMs,
+      retryMs: 1000,
+      log,
+    });
+    components.push(nats);
+    announcer = new NatsKeyAnnouncer({
+      nats,
+      bucket: config.nats.keysBucket,
+      ttlMs: rotationIntervalMs + publishGraceMs + tokenMaxTtlMs + skewMs,
+      replicaId: config.replicaId,
+      keyStore,
+      timeoutMs: config.keyStore.pgTimeoutMs,
+      log,
+    });
+    components.push(announcer);
+  }
+
   const keyRotation = new KeyRotation({
     alg: config.signing.alg,
-    rotationIntervalMs: config.signing.rotationIntervalS * 1000,
-    tokenMaxTtlMs: config.signing.tokenMaxTtlS * 1000,
-    skewMs: config.signing.clockSkewS * 1000,
+    rotationIntervalMs,
+    publishGraceMs,
+    retryIntervalMs: config.signing.publishRetryMs,
+    tokenMaxTtlMs,
+    skewMs,
     replicaId: config.replicaId,
     keyStore,
+    ...(announcer ? { announcer } : {}),
     clock,
     log,
   });
@@ -99,6 +148,35 @@ export function createApp(config: Config, deps: AppDependencies): App {
     },
   });
 
+  const fetchJson = deps.fetchJson ?? undiciFetchJson;
+  const providers: Provider[] = tokensConfig.providers.map((p) => ({
+    config: p,
+    jwks: new RemoteJwks({
+      provider: p.name,
+      source: p.jwksUri ? { jwksUri: p.jwksUri } : { discoveryIssuer: p.issuer },
+      fetchJson,
+      clock,
+      cacheMaxAgeMs: p.jwksCacheS * 1000,
+      refetchCooldownMs: p.jwksRefetchCooldownS * 1000,
+      staleMaxMs: p.jwksStaleS * 1000,
+      timeoutMs: p.jwksTimeoutMs,
+      log,
+    }),
+  }));
+
+  let issuerUrl = config.tokenIssuer.issuer?.replace(/\/$/, '');
+  const issuer = () => issuerUrl ?? 'http://127.0.0.1';
+  const service = new TokenService({
+    issuer,
+    providers,
+    clients: tokensConfig.clients,
+    signer,
+    activeKey: () => keyRotation.active,
+    clock,
+    skewS: config.signing.clockSkewS,
+    defaultTtlS: config.tokenIssuer.defaultTtlS,
+  });
+
   const tokensHttp = new HttpServer({
     name: 'tokens',
     host: config.host,
@@ -115,18 +193,35 @@ export function createApp(config: Config, deps: AppDependencies): App {
           },
           {
             name: 'signing-key',
-            check: () => ({
-              ready: keyRotation.activeKid !== undefined,
-              detail: { kid: keyRotation.activeKid },
-            }),
+            check: () => ({ ready: keyRotation.active !== undefined, detail: keyRotation.state }),
           },
+          ...(nats
+            ? [
+                {
+                  name: 'nats',
+                  // Tokens keep working without NATS (keys reach peers through Postgres): reported, not required.
+                  check: () => ({
+                    ready: true,
+                    detail: { state: nats.state, keyBucket: announcer?.ready ?? false },
+                  }),
+                },
+              ]
+            : []),
         ],
         metrics,
       ),
       ...keyRoutes(keyStore, clock),
+      ...tokenRoutes({ service, issuer, alg: config.signing.alg, registry: metrics.registry, log }),
     ],
   });
-  components.push({ name: 'tokens-http', start: () => tokensHttp.start(), stop: () => tokensHttp.stop() });
+  components.push({
+    name: 'tokens-http',
+    start: async () => {
+      await tokensHttp.start();
+      issuerUrl ??= `http://127.0.0.1:${tokensHttp.port}`;
+    },
+    stop: () => tokensHttp.stop(),
+  });
 
   const supervisor = new Supervisor(components, log);
   return {
@@ -135,6 +230,7 @@ export function createApp(config: Config, deps: AppDependencies): App {
     keyRotation,
     metrics,
     tokensPort: () => tokensHttp.port,
+    issuer,
     start: () => supervisor.start(),
     stop: () => supervisor.stop(),
   };

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
 
@@ -48,6 +49,29 @@ const envSchema = z
     DATABASE_QUERY_TIMEOUT_MS: millis(2000),
     DATABASE_CONNECT_TIMEOUT_MS: millis(2000),
     NATS_URL: optionalUrl(/^(nats|tls):$/),
+    NATS_CONNECT_WAIT_MS: millis(2000),
+    NATS_KEYS_BUCKET: z.preprocess(
+      unsetIfEmpty,
+      z
+        .string()
+        .regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, "_" or "-"')
+        .default('token_public_keys'),
+    ),
+    TOKENS_ISSUER: z.preprocess(unsetIfEmpty, z.string().url().optional()),
+    TOKENS_CONFIG: z.preprocess(unsetIfEmpty, z.string().min(1).optional()),
+    TOKEN_DEFAULT_TTL_S: seconds(900),
+    KEY_PUBLISH_GRACE_S: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(0).default(600)),
+    KEY_PUBLISH_RETRY_MS: millis(2000),
+    SIGNING_WORKERS: z.preprocess(
+      unsetIfEmpty,
+      z.coerce
+        .number()
+        .int()
+        .min(0)
+        .max(64)
+        .default(Math.max(1, availableParallelism() - 1)),
+    ),
+    SIGNING_MAX_BATCH: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(1).max(4096).default(64)),
     KEYSTORE_PG_TIMEOUT_MS: millis(500),
     KEYSTORE_FLUSH_INTERVAL_MS: millis(5000),
     KEYSTORE_PROBE_INTERVAL_MS: millis(2000),
@@ -68,6 +92,13 @@ const envSchema = z
     SHUTDOWN_TIMEOUT_MS: millis(10_000),
   })
   .superRefine((env, ctx) => {
+    if (env.TOKEN_DEFAULT_TTL_S > env.TOKEN_MAX_TTL_S) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['TOKEN_DEFAULT_TTL_S'],
+        message: 'must not exceed TOKEN_MAX_TTL_S',
+      });
+    }
     if (env.DATABASE_QUERY_TIMEOUT_MS <= env.KEYSTORE_PG_TIMEOUT_MS) {
       ctx.addIssue({
         code: 'custom',
@@ -92,7 +123,8 @@ export interface Config {
         readonly connectTimeoutMs: number;
       }
     | undefined;
-  readonly natsUrl: string | undefined;
+  readonly nats:
+    { readonly url: string; readonly connectWaitMs: number; readonly keysBucket: string } | undefined;
   readonly keyStore: {
     readonly pgTimeoutMs: number;
     readonly flushIntervalMs: number;
@@ -102,8 +134,19 @@ export interface Config {
   readonly signing: {
     readonly alg: 'ES256' | 'EdDSA' | 'RS256';
     readonly rotationIntervalS: number;
+    readonly publishGraceS: number;
+    readonly publishRetryMs: number;
     readonly tokenMaxTtlS: number;
     readonly clockSkewS: number;
+    readonly workers: number;
+    readonly maxBatch: number;
+  };
+  readonly tokenIssuer: {
+    /** Fixed issuer URL; unset: `http://127.0.0.1:<bound port>`. */
+    readonly issuer: string | undefined;
+    /** Path of the providers-and-clients JSON file; unset: no providers, no clients. */
+    readonly configPath: string | undefined;
+    readonly defaultTtlS: number;
   };
   readonly shutdownTimeoutMs: number;
 }
@@ -132,7 +175,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
           connectTimeoutMs: e.DATABASE_CONNECT_TIMEOUT_MS,
         }
       : undefined,
-    natsUrl: e.NATS_URL,
+    nats: e.NATS_URL
+      ? { url: e.NATS_URL, connectWaitMs: e.NATS_CONNECT_WAIT_MS, keysBucket: e.NATS_KEYS_BUCKET }
+      : undefined,
     keyStore: {
       pgTimeoutMs: e.KEYSTORE_PG_TIMEOUT_MS,
       flushIntervalMs: e.KEYSTORE_FLUSH_INTERVAL_MS,
@@ -142,9 +187,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     signing: {
       alg: e.SIGNING_ALG,
       rotationIntervalS: e.KEY_ROTATION_INTERVAL_S,
+      publishGraceS: e.KEY_PUBLISH_GRACE_S,
+      publishRetryMs: e.KEY_PUBLISH_RETRY_MS,
       tokenMaxTtlS: e.TOKEN_MAX_TTL_S,
       clockSkewS: e.CLOCK_SKEW_S,
+      workers: e.SIGNING_WORKERS,
+      maxBatch: e.SIGNING_MAX_BATCH,
     },
+    tokenIssuer: { issuer: e.TOKENS_ISSUER, configPath: e.TOKENS_CONFIG, defaultTtlS: e.TOKEN_DEFAULT_TTL_S },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
   };
 }

@@ -29,7 +29,16 @@ async function main(): Promise<void> {
     process.exit(1);
   });
 
-  const app = createApp(config, { log });
+  let app;
+  try {
+    app = await createApp(config, { log });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
@@ -60,7 +69,7 @@ async function main(): Promise<void> {
     log.fatal({ err: describeError(err) }, 'start failed');
     process.exit(1);
   }
-  log.info({ replicaId: config.replicaId, tokensPort: app.tokensPort() }, 'ready');
+  log.info({ replicaId: config.replicaId, tokensPort: app.tokensPort(), issuer: app.issuer() }, 'ready');
 }
 
 await main();

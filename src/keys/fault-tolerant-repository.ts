@@ -79,6 +79,11 @@ export class FaultTolerantPublicKeyRepository implements KeyStoreBackend {
     return this.#pending.size;
   }
 
+  /** True while `kid` waits in pending writes. */
+  isPending(kid: string): boolean {
+    return this.#pending.has(kid);
+  }
+
   /** Start-up (FT7): loads every unexpired key from Postgres into memory; false (and unavailable) if it can't. */
   async loadAll(): Promise<boolean> {
     try {
@@ -102,6 +107,7 @@ export class FaultTolerantPublicKeyRepository implements KeyStoreBackend {
     }
     try {
       await this.#pg('create', this.#postgres.create(key));
+      this.#pending.delete(key.kid);
     } catch {
       this.#pending.add(key);
     }

@@ -10,6 +10,8 @@ export interface KeyStoreBackend extends PublicKeyRepository {
   readonly durable: boolean;
   readonly postgresAvailable: boolean;
   readonly pendingCount: number;
+  /** True while `kid` waits to be written to the durable store. */
+  isPending(kid: string): boolean;
   loadAll(): Promise<boolean>;
   flushPending(): Promise<FlushResult>;
   probe(): Promise<boolean>;
@@ -26,7 +28,8 @@ export type KeyStoreMessage =
 
 /** The reply to each message type. */
 export interface KeyStoreReplies {
-  create: void;
+  /** Whether the key is now in the durable store (false while pending, and always false without one). */
+  create: boolean;
   get: PublicKey | undefined;
   list: PublicKey[];
   deleteExpired: number;
@@ -72,8 +75,16 @@ export class KeyStore extends Actor<KeyStoreMessage, KeyStoreReplies> {
     };
   }
 
-  /** Stores a public key (memory at once, Postgres now or later). */
-  create(key: PublicKey): Promise<void> {
+  /** True when there is a durable store (Postgres) behind memory. */
+  get durable(): boolean {
+    return this.#backend.durable;
+  }
+
+  /**
+   * Stores a public key: memory at once, Postgres now or later. Resolves true when the key is in Postgres now,
+   * false when it waits in pending writes (or there is no Postgres).
+   */
+  create(key: PublicKey): Promise<boolean> {
     return this.ask({ type: 'create', key });
   }
 
@@ -106,10 +117,11 @@ export class KeyStore extends Actor<KeyStoreMessage, KeyStoreReplies> {
     }
   }
 
-  protected override receive(msg: KeyStoreMessage): Promise<KeyStoreReplies[KeyStoreMessage['type']]> {
+  protected override async receive(msg: KeyStoreMessage): Promise<KeyStoreReplies[KeyStoreMessage['type']]> {
     switch (msg.type) {
       case 'create':
-        return this.#backend.create(msg.key);
+        await this.#backend.create(msg.key);
+        return this.#backend.durable && !this.#backend.isPending(msg.key.kid);
       case 'get':
         return this.#backend.get(msg.kid);
       case 'list':
@@ -145,6 +157,10 @@ export class MemoryOnlyBackend implements KeyStoreBackend {
     this.#memory = memory;
   }
 
+  /** Nothing is ever pending. */
+  isPending(): boolean {
+    return false;
+  }
   /** Nothing to load. */
   loadAll(): Promise<boolean> {
     return Promise.resolve(true);

@@ -42,6 +42,11 @@ export class PendingWrites {
     return this.#keys.has(kid);
   }
 
+  /** Removes `kid` (its key reached Postgres some other way). */
+  delete(kid: string): void {
+    this.#keys.delete(kid);
+  }
+
   /** The waiting `kid`s, oldest first. */
   kids(): string[] {
     return [...this.#keys.keys()];

@@ -7,7 +7,7 @@ describe('configuration', () => {
     const config = loadConfig({});
     expect(config.tokens.port).to.equal(8080);
     expect(config.database).to.be.undefined;
-    expect(config.natsUrl).to.be.undefined;
+    expect(config.nats).to.be.undefined;
     expect(config.replicaId).to.match(/^replica-[0-9a-f]{8}$/);
     expect(config.keyStore).to.deep.equal({
       pgTimeoutMs: 500,
@@ -32,7 +32,7 @@ describe('configuration', () => {
     expect(config.tokens.port).to.equal(9000);
     expect(config.replicaId).to.equal('r1');
     expect(config.database).to.include({ url: 'postgres://u@127.0.0.1:5432/db', schema: 'ks_test' });
-    expect(config.natsUrl).to.equal('nats://127.0.0.1:4222');
+    expect(config.nats?.url).to.equal('nats://127.0.0.1:4222');
     expect(config.keyStore.pgTimeoutMs).to.equal(250);
     expect(config.signing.alg).to.equal('EdDSA');
     expect(config.logLevel).to.equal('info');

@@ -108,6 +108,7 @@ describe('key store actor', () => {
       durable: true,
       postgresAvailable: true,
       pendingCount: 0,
+      isPending: () => false,
       loadAll: track('loadAll', true),
       flushPending: track('flush', { written: [], dropped: [], remaining: 0 }),
       probe: track('probe', true),

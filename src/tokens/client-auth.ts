@@ -1,0 +1,81 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { ClientConfig } from './tokens-config.js';
+import { OAuthError } from './oauth-error.js';
+
+/** Credentials as a client presented them. */
+export interface PresentedCredentials {
+  readonly clientId: string;
+  readonly clientSecret: string;
+  readonly method: 'client_secret_basic' | 'client_secret_post';
+}
+
+/** The `WWW-Authenticate` challenge sent with a 401 invalid_client. */
+export const BASIC_CHALLENGE = 'Basic realm="token", charset="UTF-8"';
+
+/** `sha256:<hex>` of a secret: the form a client's secret is stored in. */
+export function hashSecret(secret: string): string {
+  return `sha256:${createHash('sha256').update(secret, 'utf8').digest('hex')}`;
+}
+
+/**
+ * Finds the credentials of a token request: HTTP Basic (RFC 6749 §2.3.1, form-urlencoded id and secret) or
+ * `client_id`/`client_secret` in the body. Using both is an invalid_request; neither is `undefined`.
+ */
+export function presentedCredentials(
+  authorization: string | undefined,
+  form: URLSearchParams,
+): PresentedCredentials | undefined {
+  const inBody = form.has('client_secret');
+  if (authorization !== undefined) {
+    if (inBody) throw new OAuthError('invalid_request', 'use one client authentication method, not two');
+    const match = /^Basic ([A-Za-z0-9+/=]+)$/i.exec(authorization.trim());
+    if (!match?.[1]) throw new OAuthError('invalid_client', 'malformed Authorization header');
+    const decoded = Buffer.from(match[1], 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    if (colon < 0) throw new OAuthError('invalid_client', 'malformed Authorization header');
+    try {
+      return {
+        clientId: decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' ')),
+        clientSecret: decodeURIComponent(decoded.slice(colon + 1).replace(/\+/g, ' ')),
+        method: 'client_secret_basic',
+      };
+    } catch {
+      throw new OAuthError('invalid_client', 'malformed Authorization header');
+    }
+  }
+  if (inBody) {
+    return {
+      clientId: form.get('client_id') ?? '',
+      clientSecret: form.get('client_secret') ?? '',
+      method: 'client_secret_post',
+    };
+  }
+  return undefined;
+}
+
+/**
+ * The configured clients, looked up by id, with secrets compared as SHA-256 digests in constant time. An unknown
+ * id costs the same comparison as a wrong secret, so timing tells nothing about which ids exist.
+ */
+export class ClientRegistry {
+  readonly #clients: Map<string, { config: ClientConfig; digest: Buffer }>;
+  readonly #decoy = Buffer.alloc(32);
+
+  constructor(clients: readonly ClientConfig[]) {
+    this.#clients = new Map(
+      clients.map((c) => [
+        c.id,
+        { config: c, digest: Buffer.from(c.secretHash.slice('sha256:'.length), 'hex') },
+      ]),
+    );
+  }
+
+  /** The client whose id and secret match; throws invalid_client otherwise. */
+  authenticate(credentials: PresentedCredentials): ClientConfig {
+    const entry = this.#clients.get(credentials.clientId);
+    const presented = createHash('sha256').update(credentials.clientSecret, 'utf8').digest();
+    const matches = timingSafeEqual(presented, entry?.digest ?? this.#decoy);
+    if (!entry || !matches) throw new OAuthError('invalid_client', 'client authentication failed');
+    return entry.config;
+  }
+}

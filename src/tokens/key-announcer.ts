@@ -1,0 +1,129 @@
+import { jetstream } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import type { QueuedIterator } from '@nats-io/nats-core';
+import type { Logger } from 'pino';
+import { describeError } from '../errors.js';
+import type { KeyStore } from '../keys/key-store.js';
+import { parsePublicKey } from '../keys/public-key-schema.js';
+import type { PublicKey } from '../keys/public-key.js';
+import type { NatsClient } from '../nats/connection.js';
+import { withTimeout } from '../timeout.js';
+
+/** Tells peer replicas about a new public key. */
+export interface KeyAnnouncer {
+  /** Resolves once the announcement is durably accepted (JetStream ack); rejects otherwise. */
+  announce(key: PublicKey): Promise<void>;
+}
+
+/** Settings of {@link NatsKeyAnnouncer}. */
+export interface NatsKeyAnnouncerOptions {
+  readonly nats: NatsClient;
+  /** JetStream KV bucket shared by every replica. */
+  readonly bucket: string;
+  /** Entries older than this vanish (the longest a key can live). */
+  readonly ttlMs: number;
+  readonly replicaId: string;
+  readonly keyStore: KeyStore;
+  readonly timeoutMs: number;
+  readonly log: Logger;
+}
+
+/**
+ * Key announcements over a JetStream KV bucket ("Keys across replicas"): each replica puts its new public key
+ * under its `kid`, and watches the bucket to add every other replica's keys to its own KeyStore. The bucket keeps
+ * each key until the bucket TTL, so a replica that starts later, even with Postgres down, still learns every
+ * key that can verify a live token.
+ */
+export class NatsKeyAnnouncer implements KeyAnnouncer {
+  readonly name = 'key-announcer';
+  readonly #o: NatsKeyAnnouncerOptions;
+  #kv: KV | undefined;
+  #watch: QueuedIterator<unknown> | undefined;
+  #stopped = false;
+
+  constructor(options: NatsKeyAnnouncerOptions) {
+    this.#o = options;
+  }
+
+  /** True once the bucket is open and watched. */
+  get ready(): boolean {
+    return this.#kv !== undefined;
+  }
+
+  /** Opens the bucket and starts watching as soon as NATS is connected (now, or later in the background). */
+  start(): Promise<void> {
+    return new Promise((resolve) => {
+      let resolved = false;
+      const done = () => {
+        if (!resolved) {
+          resolved = true;
+          resolve();
+        }
+      };
+      this.#o.nats.onConnected((nc) => {
+        void this.#open(nc).finally(done);
+      });
+      if (!this.#o.nats.connection) done();
+    });
+  }
+
+  /** Stops watching. */
+  stop(): Promise<void> {
+    this.#stopped = true;
+    this.#watch?.stop();
+    return Promise.resolve();
+  }
+
+  /** Puts the key in the bucket; resolves on the JetStream acknowledgement. */
+  async announce(key: PublicKey): Promise<void> {
+    const kv = this.#kv;
+    if (!kv) throw new Error('key bucket is not open (NATS unreachable)');
+    await withTimeout(kv.put(key.kid, JSON.stringify(key)), this.#o.timeoutMs, 'key announcement');
+  }
+
+  async #open(nc: Parameters<typeof jetstream>[0]): Promise<void> {
+    for (let attempt = 0; !this.#stopped; attempt++) {
+      try {
+        const kvm = new Kvm(jetstream(nc));
+        let kv: KV;
+        try {
+          kv = await kvm.create(this.#o.bucket, { history: 1, ttl: this.#o.ttlMs });
+        } catch {
+          kv = await kvm.open(this.#o.bucket);
+        }
+        const watch = await kv.watch();
+        this.#kv = kv;
+        this.#watch = watch;
+        void this.#consume(watch);
+        this.#o.log.info({ bucket: this.#o.bucket }, 'watching public-key announcements');
+        return;
+      } catch (err) {
+        this.#o.log.warn({ err: describeError(err), attempt }, 'cannot open the key bucket; retrying');
+        await new Promise((r) => setTimeout(r, Math.min(5000, 250 * 2 ** attempt)).unref());
+      }
+    }
+  }
+
+  async #consume(watch: QueuedIterator<import('@nats-io/kv').KvWatchEntry>): Promise<void> {
+    for await (const entry of watch) {
+      if (entry.operation !== 'PUT') continue;
+      let key: PublicKey;
+      try {
+        key = parsePublicKey(entry.json());
+      } catch (err) {
+        this.#o.log.warn(
+          { key: entry.key, err: describeError(err) },
+          'ignoring a malformed key announcement',
+        );
+        continue;
+      }
+      if (key.replicaId === this.#o.replicaId) continue;
+      try {
+        await this.#o.keyStore.create(key);
+        this.#o.log.debug({ kid: key.kid, from: key.replicaId }, 'peer key added');
+      } catch (err) {
+        this.#o.log.warn({ kid: key.kid, err: describeError(err) }, 'could not store a peer key');
+      }
+    }
+  }
+}

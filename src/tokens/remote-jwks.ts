@@ -1,0 +1,134 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { Clock } from '../clock.js';
+import type { FetchJson } from './http-fetch.js';
+
+/** A provider's keys could not be had and the last good ones are too old: fail closed, temporarily. */
+export class ProviderUnavailableError extends Error {
+  constructor(provider: string, options?: { cause?: unknown }) {
+    super(`identity provider ${provider} is unavailable`, options);
+    this.name = 'ProviderUnavailableError';
+  }
+}
+
+/** The token names a key the provider does not publish (after a refetch, when one was allowed). */
+export class UnknownKeyError extends Error {
+  constructor(provider: string, kid: string | undefined) {
+    super(
+      kid === undefined ? `token has no kid and ${provider} has several keys` : `unknown kid for ${provider}`,
+    );
+    this.name = 'UnknownKeyError';
+  }
+}
+
+/** Settings of one provider's key cache. */
+export interface RemoteJwksOptions {
+  readonly provider: string;
+  /** The JWKS URL, or the issuer whose `/.well-known/openid-configuration` names it. */
+  readonly source: { jwksUri: string } | { discoveryIssuer: string };
+  readonly fetchJson: FetchJson;
+  readonly clock: Clock;
+  /** Keys younger than this are used without asking the provider. */
+  readonly cacheMaxAgeMs: number;
+  /** The least time between two fetches caused by unknown `kid`s, so forged `kid`s cannot hammer the provider. */
+  readonly refetchCooldownMs: number;
+  /** How long after the last successful fetch the old keys are still served while the provider is failing. */
+  readonly staleMaxMs: number;
+  readonly timeoutMs: number;
+  readonly log: Logger;
+}
+
+const jwksSchema = z.object({ keys: z.array(z.record(z.string(), z.unknown())) });
+const discoverySchema = z.object({ jwks_uri: z.string().url() });
+
+interface CachedKey {
+  readonly key: KeyObject;
+  readonly alg: string | undefined;
+}
+
+/**
+ * One provider's signing keys (T2): fetched with the injected `fetchJson`, cached for `cacheMaxAgeMs`, refetched
+ * on an unknown `kid` at most once per `refetchCooldownMs`, and, while the provider fails, served from the last
+ * good copy for `staleMaxMs` before failing closed with {@link ProviderUnavailableError}. Concurrent callers share
+ * one fetch in flight.
+ */
+export class RemoteJwks {
+  readonly #o: RemoteJwksOptions;
+  #keys = new Map<string, CachedKey>();
+  #fetchedAt: number | undefined;
+  #lastAttempt = Number.NEGATIVE_INFINITY;
+  #inflight: Promise<void> | undefined;
+
+  constructor(options: RemoteJwksOptions) {
+    this.#o = options;
+  }
+
+  /** The public key for a token header, by `kid` (or the only key, when the token names none and `alg` fits). */
+  async getKey(kid: string | undefined, alg: string): Promise<KeyObject> {
+    const now = this.#o.clock.now();
+    if (this.#fetchedAt === undefined || now - this.#fetchedAt >= this.#o.cacheMaxAgeMs) {
+      await this.#refreshOrServeStale();
+    }
+    let found = this.#find(kid, alg);
+    if (!found && now - this.#lastAttempt >= this.#o.refetchCooldownMs) {
+      await this.#refreshOrServeStale();
+      found = this.#find(kid, alg);
+    }
+    if (!found) throw new UnknownKeyError(this.#o.provider, kid);
+    return found;
+  }
+
+  #find(kid: string | undefined, alg: string): KeyObject | undefined {
+    if (kid !== undefined) {
+      const entry = this.#keys.get(kid);
+      return entry && (entry.alg === undefined || entry.alg === alg) ? entry.key : undefined;
+    }
+    const candidates = [...this.#keys.values()].filter((e) => e.alg === undefined || e.alg === alg);
+    return candidates.length === 1 ? candidates[0]?.key : undefined;
+  }
+
+  async #refreshOrServeStale(): Promise<void> {
+    try {
+      this.#inflight ??= this.#refresh().finally(() => (this.#inflight = undefined));
+      await this.#inflight;
+    } catch (err) {
+      const age = this.#fetchedAt === undefined ? Infinity : this.#o.clock.now() - this.#fetchedAt;
+      if (age > this.#o.staleMaxMs) throw new ProviderUnavailableError(this.#o.provider, { cause: err });
+      this.#o.log.warn(
+        { provider: this.#o.provider, ageMs: age, err: (err as Error).message },
+        'provider keys could not be refreshed; serving the last good copy',
+      );
+    }
+  }
+
+  async #refresh(): Promise<void> {
+    this.#lastAttempt = this.#o.clock.now();
+    const limits = { timeoutMs: this.#o.timeoutMs, maxBytes: 512 * 1024 };
+    let jwksUri: string;
+    if ('jwksUri' in this.#o.source) {
+      jwksUri = this.#o.source.jwksUri;
+    } else {
+      const issuer = this.#o.source.discoveryIssuer.replace(/\/$/, '');
+      const doc = discoverySchema.parse(
+        await this.#o.fetchJson(`${issuer}/.well-known/openid-configuration`, limits),
+      );
+      jwksUri = doc.jwks_uri;
+    }
+    const { keys } = jwksSchema.parse(await this.#o.fetchJson(jwksUri, limits));
+    const next = new Map<string, CachedKey>();
+    for (const jwk of keys) {
+      if (jwk.use === 'enc' || typeof jwk.kty !== 'string' || 'd' in jwk) continue;
+      try {
+        const key = createPublicKey({ key: jwk as import('node:crypto').JsonWebKey, format: 'jwk' });
+        const kid = typeof jwk.kid === 'string' ? jwk.kid : `#${next.size}`;
+        next.set(kid, { key, alg: typeof jwk.alg === 'string' ? jwk.alg : undefined });
+      } catch {
+        this.#o.log.warn({ provider: this.#o.provider }, 'skipping a JWK that does not import');
+      }
+    }
+    this.#keys = next;
+    this.#fetchedAt = this.#o.clock.now();
+    this.#o.log.debug({ provider: this.#o.provider, keys: next.size }, 'provider keys fetched');
+  }
+}

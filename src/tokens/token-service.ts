@@ -1,0 +1,221 @@
+import { randomUUID } from 'node:crypto';
+import { decodeJwt, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import type { Clock } from '../clock.js';
+import { grantTargets, mapSubject } from './claims.js';
+import { ClientRegistry, presentedCredentials } from './client-auth.js';
+import { OAuthError } from './oauth-error.js';
+import { ProviderUnavailableError, UnknownKeyError, type RemoteJwks } from './remote-jwks.js';
+import type { Signer } from './signing-pool.js';
+import type { SigningKey } from './signing-key.js';
+import type { ClientConfig, ProviderConfig } from './tokens-config.js';
+
+export const GRANT_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+export const GRANT_CLIENT_CREDENTIALS = 'client_credentials';
+const TOKEN_TYPE_ACCESS = 'urn:ietf:params:oauth:token-type:access_token';
+const TOKEN_TYPE_JWT = 'urn:ietf:params:oauth:token-type:jwt';
+const SUBJECT_TOKEN_TYPES = new Set([
+  TOKEN_TYPE_JWT,
+  TOKEN_TYPE_ACCESS,
+  'urn:ietf:params:oauth:token-type:id_token',
+]);
+const ISSUABLE_TYPES = new Set([TOKEN_TYPE_ACCESS, TOKEN_TYPE_JWT]);
+/** Parameters RFC 8693 lets a request repeat; any other repeated parameter is an invalid_request (RFC 6749 §3.2). */
+const REPEATABLE = new Set(['audience', 'resource']);
+
+/** A successful token response (RFC 6749 §5.1, RFC 8693 §2.2.1). */
+export interface TokenResponse {
+  readonly access_token: string;
+  readonly issued_token_type?: string;
+  readonly token_type: 'Bearer';
+  readonly expires_in: number;
+  readonly scope?: string;
+}
+
+/** A provider and its key cache. */
+export interface Provider {
+  readonly config: ProviderConfig;
+  readonly jwks: RemoteJwks;
+}
+
+/** Collaborators and settings of {@link TokenService}. */
+export interface TokenServiceOptions {
+  /** This service's issuer URL (resolved once the listener is bound). */
+  readonly issuer: () => string;
+  readonly providers: readonly Provider[];
+  readonly clients: readonly ClientConfig[];
+  readonly signer: Signer;
+  /** The key to sign with now; undefined before the first key exists. */
+  readonly activeKey: () => SigningKey | undefined;
+  readonly clock: Clock;
+  readonly skewS: number;
+  readonly defaultTtlS: number;
+}
+
+/**
+ * The token endpoint's logic, free of HTTP: RFC 8693 token exchange of external providers' JWTs, and
+ * client_credentials service tokens. Every refusal is an {@link OAuthError} with the RFC's code.
+ */
+export class TokenService {
+  readonly #o: TokenServiceOptions;
+  readonly #providers: Map<string, Provider>;
+  readonly #clients: ClientRegistry;
+
+  constructor(options: TokenServiceOptions) {
+    this.#o = options;
+    this.#providers = new Map(options.providers.map((p) => [p.config.issuer, p]));
+    this.#clients = new ClientRegistry(options.clients);
+  }
+
+  /** Handles one token request: its form parameters and its Authorization header. */
+  async handle(form: URLSearchParams, authorization: string | undefined): Promise<TokenResponse> {
+    for (const name of new Set(form.keys())) {
+      if (!REPEATABLE.has(name) && form.getAll(name).length > 1) {
+        throw new OAuthError('invalid_request', `parameter "${name.slice(0, 50)}" is repeated`);
+      }
+    }
+    const grantType = form.get('grant_type');
+    if (!grantType) throw new OAuthError('invalid_request', 'grant_type is required');
+    const credentials = presentedCredentials(authorization, form);
+    const client = credentials ? this.#clients.authenticate(credentials) : undefined;
+    switch (grantType) {
+      case GRANT_TOKEN_EXCHANGE:
+        return this.#exchange(form, client);
+      case GRANT_CLIENT_CREDENTIALS:
+        if (!client) throw new OAuthError('invalid_client', 'client authentication is required');
+        return this.#clientCredentials(form, client);
+      default:
+        throw new OAuthError('unsupported_grant_type', 'grant_type is not supported');
+    }
+  }
+
+  async #clientCredentials(form: URLSearchParams, client: ClientConfig): Promise<TokenResponse> {
+    if (!client.grants.includes('client_credentials')) {
+      throw new OAuthError('unauthorized_client', 'client may not use client_credentials');
+    }
+    const { aud, scope } = grantTargets(
+      [...form.getAll('audience'), ...form.getAll('resource')],
+      form.get('scope') ?? undefined,
+      client.audiences,
+      client.scopes,
+    );
+    return this.#issue({ sub: client.id, client_id: client.id }, aud, scope, client.tokenTtlS);
+  }
+
+  async #exchange(form: URLSearchParams, client: ClientConfig | undefined): Promise<TokenResponse> {
+    if (client && !client.grants.includes('token_exchange')) {
+      throw new OAuthError('unauthorized_client', 'client may not use token exchange');
+    }
+    const subjectToken = form.get('subject_token');
+    const subjectTokenType = form.get('subject_token_type');
+    if (!subjectToken) throw new OAuthError('invalid_request', 'subject_token is required');
+    if (!subjectTokenType) throw new OAuthError('invalid_request', 'subject_token_type is required');
+    if (!SUBJECT_TOKEN_TYPES.has(subjectTokenType)) {
+      throw new OAuthError('invalid_request', 'subject_token_type is not supported');
+    }
+    if (form.has('actor_token'))
+      throw new OAuthError('invalid_request', 'actor_token (delegation) is not supported');
+    const requestedType = form.get('requested_token_type') ?? TOKEN_TYPE_ACCESS;
+    if (!ISSUABLE_TYPES.has(requestedType)) {
+      throw new OAuthError('invalid_request', 'requested_token_type is not supported');
+    }
+
+    const { provider, payload } = await this.#verifySubject(subjectToken);
+    const { sub, claims } = mapSubject(provider.config, payload);
+    const allowedAudiences = client
+      ? provider.config.targetAudiences.filter((a) => client.audiences.includes(a))
+      : provider.config.targetAudiences;
+    const allowedScopes = client
+      ? provider.config.scopes.filter((s) => client.scopes.includes(s))
+      : provider.config.scopes;
+    const { aud, scope } = grantTargets(
+      [...form.getAll('audience'), ...form.getAll('resource')],
+      form.get('scope') ?? undefined,
+      allowedAudiences,
+      allowedScopes,
+    );
+    const extra: Record<string, unknown> = { ...claims, sub, idp: provider.config.name };
+    if (client) extra.client_id = client.id;
+    const ttl = provider.config.tokenTtlS ?? client?.tokenTtlS;
+    return { ...(await this.#issue(extra, aud, scope, ttl)), issued_token_type: requestedType };
+  }
+
+  /** Finds the provider by the token's (unverified) issuer, then verifies everything against that provider. */
+  async #verifySubject(token: string): Promise<{ provider: Provider; payload: JWTPayload }> {
+    let iss: string | undefined;
+    try {
+      iss = decodeJwt(token).iss;
+    } catch {
+      throw new OAuthError('invalid_request', 'subject_token is not a well-formed JWT');
+    }
+    const provider = iss === undefined ? undefined : this.#providers.get(iss);
+    if (!provider) throw new OAuthError('invalid_request', 'subject_token issuer is not trusted');
+    const { config, jwks } = provider;
+    try {
+      const { payload } = await jwtVerify(token, (header) => jwks.getKey(header.kid, header.alg), {
+        issuer: config.issuer,
+        audience: config.audiences,
+        algorithms: config.algorithms,
+        clockTolerance: this.#o.skewS,
+        requiredClaims: ['exp'],
+        currentDate: new Date(this.#o.clock.now()),
+      });
+      return { provider, payload };
+    } catch (err) {
+      throw subjectTokenError(err);
+    }
+  }
+
+  async #issue(
+    claims: Record<string, unknown>,
+    aud: string[],
+    scope: string | undefined,
+    ttlS: number | undefined,
+  ): Promise<TokenResponse> {
+    const key = this.#o.activeKey();
+    if (!key) throw new OAuthError('temporarily_unavailable', 'no signing key yet');
+    const nowS = Math.floor(this.#o.clock.now() / 1000);
+    // A token never outlives its key's published expiry (less the skew verifiers are granted).
+    const keyLimitS = Math.floor(key.publicKey.expiresAt / 1000) - this.#o.skewS;
+    const exp = Math.min(nowS + (ttlS ?? this.#o.defaultTtlS), keyLimitS);
+    const payload: Record<string, unknown> = {
+      ...claims,
+      iss: this.#o.issuer(),
+      aud: aud.length === 1 ? aud[0] : aud,
+      iat: nowS,
+      nbf: nowS,
+      exp,
+      jti: randomUUID(),
+    };
+    if (scope !== undefined) payload.scope = scope;
+    const token = await this.#o.signer.sign(key, payload);
+    const response: TokenResponse = { access_token: token, token_type: 'Bearer', expires_in: exp - nowS };
+    return scope === undefined ? response : { ...response, scope };
+  }
+}
+
+/** Maps a verification failure of the subject token to its RFC 8693 §2.2.2 error. */
+function subjectTokenError(err: unknown): OAuthError {
+  if (err instanceof OAuthError) return err;
+  if (err instanceof ProviderUnavailableError) {
+    return new OAuthError('temporarily_unavailable', 'identity provider keys are unavailable', {
+      cause: err,
+    });
+  }
+  if (err instanceof UnknownKeyError)
+    return new OAuthError('invalid_request', 'subject_token key is unknown');
+  if (err instanceof joseErrors.JWTExpired)
+    return new OAuthError('invalid_request', 'subject_token has expired');
+  if (err instanceof joseErrors.JWTClaimValidationFailed) {
+    return new OAuthError('invalid_request', `subject_token "${err.claim}" claim check failed`);
+  }
+  if (err instanceof joseErrors.JOSEAlgNotAllowed) {
+    return new OAuthError('invalid_request', 'subject_token algorithm is not allowed');
+  }
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed) {
+    return new OAuthError('invalid_request', 'subject_token signature is invalid');
+  }
+  if (err instanceof joseErrors.JOSEError) {
+    return new OAuthError('invalid_request', 'subject_token is invalid');
+  }
+  return new OAuthError('server_error', 'internal error', { cause: err });
+}

@@ -1,0 +1,123 @@
+import { readFile } from 'node:fs/promises';
+import { z } from 'zod';
+import { ConfigError } from '../errors.js';
+
+/** Algorithms accepted on external subject tokens: asymmetric only, so a public key can never act as an HMAC key. */
+export const PROVIDER_ALGORITHMS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'EdDSA',
+] as const;
+
+const claimName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$/, 'a claim name');
+/** Claims this service sets itself; a mapping may not overwrite them. */
+const RESERVED = new Set(['iss', 'sub', 'aud', 'exp', 'nbf', 'iat', 'jti', 'client_id', 'scope', 'idp']);
+
+const providerSchema = z
+  .object({
+    name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, 'lower-case letters, digits, "-" or "_"'),
+    issuer: z.string().min(1),
+    jwksUri: z.string().url().optional(),
+    discovery: z.boolean().default(false),
+    audiences: z.array(z.string().min(1)).min(1),
+    algorithms: z.array(z.enum(PROVIDER_ALGORITHMS)).min(1).default(['RS256', 'ES256']),
+    subjectClaim: claimName.default('sub'),
+    subjectPrefix: z.string().max(64).default(''),
+    claims: z.record(claimName, claimName).default({}),
+    targetAudiences: z.array(z.string().min(1)).min(1),
+    scopes: z.array(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/)).default([]),
+    tokenTtlS: z.number().int().positive().optional(),
+    jwksCacheS: z.number().int().positive().default(300),
+    jwksRefetchCooldownS: z.number().int().nonnegative().default(30),
+    jwksStaleS: z.number().int().nonnegative().default(3600),
+    jwksTimeoutMs: z.number().int().positive().default(2000),
+  })
+  .strict()
+  .refine((p) => (p.jwksUri === undefined) !== !p.discovery, {
+    message: 'set exactly one of jwksUri and discovery',
+  })
+  .refine((p) => Object.keys(p.claims).every((target) => !RESERVED.has(target)), {
+    message: `claims may not map onto ${[...RESERVED].join(', ')}`,
+  });
+
+const clientSchema = z
+  .object({
+    id: z.string().regex(/^[A-Za-z0-9._~-]{1,128}$/, 'letters, digits, ".", "_", "~" or "-"'),
+    secretHash: z.string().regex(/^sha256:[0-9a-f]{64}$/, '"sha256:" and 64 lower-case hex digits'),
+    grants: z
+      .array(z.enum(['client_credentials', 'token_exchange']))
+      .min(1)
+      .default(['client_credentials']),
+    audiences: z.array(z.string().min(1)).min(1),
+    scopes: z.array(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/)).default([]),
+    tokenTtlS: z.number().int().positive().optional(),
+  })
+  .strict();
+
+const fileSchema = z
+  .object({
+    providers: z.array(providerSchema).default([]),
+    clients: z.array(clientSchema).default([]),
+  })
+  .strict()
+  .refine((c) => new Set(c.providers.map((p) => p.issuer)).size === c.providers.length, {
+    message: 'two providers share an issuer',
+  })
+  .refine((c) => new Set(c.clients.map((p) => p.id)).size === c.clients.length, {
+    message: 'two clients share an id',
+  });
+
+/** One external identity provider whose tokens can be exchanged. */
+export type ProviderConfig = z.infer<typeof providerSchema>;
+/** One internal client that may ask for tokens. */
+export type ClientConfig = z.infer<typeof clientSchema>;
+/** The providers and clients file. */
+export type TokensConfig = z.infer<typeof fileSchema>;
+
+/**
+ * Validates a parsed providers-and-clients document; throws a ConfigError naming each bad field. Token lifetimes
+ * may not exceed `maxTtlS`, because every key's expiry is computed from that bound.
+ */
+export function parseTokensConfig(doc: unknown, maxTtlS: number, source = 'tokens config'): TokensConfig {
+  const parsed = fileSchema.safeParse(doc);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new ConfigError(`invalid ${source}:\n  ${lines.join('\n  ')}`);
+  }
+  for (const [kind, list] of [
+    ['providers', parsed.data.providers],
+    ['clients', parsed.data.clients],
+  ] as const) {
+    list.forEach((entry, i) => {
+      if (entry.tokenTtlS !== undefined && entry.tokenTtlS > maxTtlS) {
+        throw new ConfigError(
+          `invalid ${source}:\n  ${kind}.${i}.tokenTtlS: exceeds TOKEN_MAX_TTL_S (${maxTtlS})`,
+        );
+      }
+    });
+  }
+  return parsed.data;
+}
+
+/** Reads and validates the file at `path` (JSON). */
+export async function loadTokensConfig(path: string, maxTtlS: number): Promise<TokensConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`TOKENS_CONFIG: cannot read ${path}: ${(err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`TOKENS_CONFIG: ${path} is not JSON: ${(err as Error).message}`);
+  }
+  return parseTokensConfig(doc, maxTtlS, path);
+}
