@@ -31,5 +31,5 @@ export const publicKeySchema = z
 
 /** Parses untrusted input into a {@link PublicKey}; throws a ZodError when it is not one. */
 export function parsePublicKey(input: unknown): PublicKey {
-  return publicKeySchema.parse(input) as PublicKey;
+  return publicKeySchema.parse(input);
 }

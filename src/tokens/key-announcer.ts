@@ -1,5 +1,5 @@
 import { jetstream } from '@nats-io/jetstream';
-import { Kvm, type KV } from '@nats-io/kv';
+import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import type { QueuedIterator } from '@nats-io/nats-core';
 import type { Logger } from 'pino';
 import { describeError } from '../errors.js';
@@ -38,7 +38,7 @@ export class NatsKeyAnnouncer implements KeyAnnouncer {
   readonly name = 'key-announcer';
   readonly #o: NatsKeyAnnouncerOptions;
   #kv: KV | undefined;
-  #watch: QueuedIterator<unknown> | undefined;
+  #watch: QueuedIterator<KvWatchEntry> | undefined;
   #stopped = false;
 
   constructor(options: NatsKeyAnnouncerOptions) {
@@ -104,7 +104,7 @@ export class NatsKeyAnnouncer implements KeyAnnouncer {
     }
   }
 
-  async #consume(watch: QueuedIterator<import('@nats-io/kv').KvWatchEntry>): Promise<void> {
+  async #consume(watch: QueuedIterator<KvWatchEntry>): Promise<void> {
     for await (const entry of watch) {
       if (entry.operation !== 'PUT') continue;
       let key: PublicKey;

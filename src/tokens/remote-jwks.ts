@@ -1,4 +1,4 @@
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Clock } from '../clock.js';
@@ -120,7 +120,7 @@ export class RemoteJwks {
     for (const jwk of keys) {
       if (jwk.use === 'enc' || typeof jwk.kty !== 'string' || 'd' in jwk) continue;
       try {
-        const key = createPublicKey({ key: jwk as import('node:crypto').JsonWebKey, format: 'jwk' });
+        const key = createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' });
         const kid = typeof jwk.kid === 'string' ? jwk.kid : `#${next.size}`;
         next.set(kid, { key, alg: typeof jwk.alg === 'string' ? jwk.alg : undefined });
       } catch {

@@ -1,0 +1,350 @@
+import { expect } from 'chai';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  decodeProtectedHeader,
+  jwtVerify,
+  type JSONWebKeySet,
+} from 'jose';
+import * as oauth from 'oauth4webapi';
+import type pg from 'pg';
+import { hashSecret } from '../../src/tokens/client-auth.js';
+import { TestIdp } from '../support/idp.js';
+import { deleteStreams, TEST_NATS_URL, uniqueName } from '../support/nats.js';
+import {
+  databaseAddress,
+  directPool,
+  dropSchema,
+  TEST_DATABASE_URL,
+  uniqueSchema,
+  urlVia,
+} from '../support/postgres.js';
+import { getJson, startService, type RunningService } from '../support/service.js';
+import { TcpFaultProxy } from '../support/tcp-proxy.js';
+
+const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const JWT_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
+const insecure = { [oauth.allowInsecureRequests]: true } as const;
+
+/** Writes a providers-and-clients file trusting `idp`; returns its path. */
+async function tokensConfig(dir: string, idp: TestIdp): Promise<string> {
+  const path = join(dir, 'tokens.json');
+  await writeFile(
+    path,
+    JSON.stringify({
+      providers: [
+        {
+          name: 'acme',
+          issuer: idp.issuer,
+          discovery: true,
+          audiences: ['token-exchange'],
+          algorithms: ['ES256'],
+          subjectPrefix: 'acme|',
+          claims: { email: 'email' },
+          targetAudiences: ['orders', 'billing'],
+          scopes: ['orders:read'],
+        },
+      ],
+      clients: [
+        {
+          id: 'svc-a',
+          secretHash: hashSecret('secret-a'),
+          grants: ['client_credentials', 'token_exchange'],
+          audiences: ['orders', 'inventory'],
+          scopes: ['orders:read'],
+        },
+      ],
+    }),
+  );
+  return path;
+}
+
+/** POSTs a form to /token. */
+async function postToken(port: number, form: Record<string, string>, headers: Record<string, string> = {}) {
+  const res = await fetch(`http://127.0.0.1:${port}/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+    body: new URLSearchParams(form),
+  });
+  return { status: res.status, headers: res.headers, body: (await res.json()) as Record<string, unknown> };
+}
+
+const basic = (id: string, secret: string) => ({
+  authorization: `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`,
+});
+
+async function serviceToken(port: number): Promise<string> {
+  const res = await postToken(port, { grant_type: 'client_credentials' }, basic('svc-a', 'secret-a'));
+  expect(res.status, JSON.stringify(res.body)).to.equal(200);
+  return res.body.access_token as string;
+}
+
+describe('tokens (end to end)', () => {
+  let idp: TestIdp;
+  let dir: string;
+  let configPath: string;
+  const services: RunningService[] = [];
+
+  before(async () => {
+    idp = await new TestIdp().start();
+    dir = await mkdtemp(join(tmpdir(), 'tokens-e2e-'));
+    configPath = await tokensConfig(dir, idp);
+  });
+  after(async () => {
+    await idp.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  afterEach(async () => {
+    await Promise.all(services.splice(0).map((s) => s.stop('SIGKILL')));
+  });
+
+  async function start(env: Record<string, string>): Promise<number> {
+    const service = startService({
+      TOKENS_PORT: '0',
+      TOKENS_CONFIG: configPath,
+      SIGNING_WORKERS: '1',
+      ...env,
+    });
+    services.push(service);
+    return ((await service.ready) as { tokensPort: number }).tokensPort;
+  }
+
+  describe('one replica, through a standard OAuth client library', () => {
+    let port: number;
+    let as: oauth.AuthorizationServer;
+    const client: oauth.Client = { client_id: 'svc-a' };
+
+    beforeEach(async () => {
+      port = await start({});
+      const issuer = new URL(`http://127.0.0.1:${port}`);
+      as = await oauth.processDiscoveryResponse(
+        issuer,
+        await oauth.discoveryRequest(issuer, { algorithm: 'oidc', ...insecure }),
+      );
+    });
+
+    it('exchanges a provider token (RFC 8693) and the result verifies against our JWKS', async () => {
+      const subject = await idp.sign({ sub: 'u-42', email: 'u42@acme.test', aud: 'token-exchange' });
+      const response = await oauth.processGenericTokenEndpointResponse(
+        as,
+        client,
+        await oauth.genericTokenEndpointRequest(
+          as,
+          client,
+          oauth.ClientSecretBasic('secret-a'),
+          EXCHANGE,
+          { subject_token: subject, subject_token_type: JWT_TYPE, audience: 'orders', scope: 'orders:read' },
+          insecure,
+        ),
+      );
+      expect(response.issued_token_type).to.equal('urn:ietf:params:oauth:token-type:access_token');
+      expect(response.token_type).to.equal('bearer');
+      const jwks = createRemoteJWKSet(new URL(as.jwks_uri!), insecure as never);
+      const { payload } = await jwtVerify(response.access_token, jwks, {
+        issuer: as.issuer,
+        audience: 'orders',
+      });
+      expect(payload).to.include({
+        sub: 'acme|u-42',
+        email: 'u42@acme.test',
+        scope: 'orders:read',
+        client_id: 'svc-a',
+      });
+    });
+
+    it('issues a service token (client_credentials) that verifies against our JWKS', async () => {
+      const response = await oauth.processClientCredentialsResponse(
+        as,
+        client,
+        await oauth.clientCredentialsGrantRequest(
+          as,
+          client,
+          oauth.ClientSecretPost('secret-a'),
+          { audience: 'inventory', scope: 'orders:read' },
+          insecure,
+        ),
+      );
+      const jwks = createRemoteJWKSet(new URL(as.jwks_uri!), insecure as never);
+      const { payload } = await jwtVerify(response.access_token, jwks, {
+        issuer: as.issuer,
+        audience: 'inventory',
+      });
+      expect(payload).to.include({ sub: 'svc-a', client_id: 'svc-a', scope: 'orders:read' });
+    });
+
+    it('answers bad input with its RFC error and stays up', async () => {
+      const subject = await idp.sign({ sub: 'u', aud: 'token-exchange' });
+      const cases: [
+        Promise<{ status: number; headers: Headers; body: Record<string, unknown> }>,
+        number,
+        string,
+      ][] = [
+        [
+          postToken(port, { grant_type: EXCHANGE, subject_token: 'a.b.c', subject_token_type: JWT_TYPE }),
+          400,
+          'invalid_request',
+        ],
+        [
+          postToken(port, {
+            grant_type: EXCHANGE,
+            subject_token: `${subject.slice(0, -4)}AAAA`,
+            subject_token_type: JWT_TYPE,
+          }),
+          400,
+          'invalid_request',
+        ],
+        [
+          postToken(port, { grant_type: 'client_credentials' }, basic('svc-a', 'wrong')),
+          401,
+          'invalid_client',
+        ],
+        [postToken(port, { grant_type: 'implicit' }), 400, 'unsupported_grant_type'],
+        [
+          postToken(port, {
+            grant_type: EXCHANGE,
+            subject_token: subject,
+            subject_token_type: JWT_TYPE,
+            audience: 'admin',
+          }),
+          400,
+          'invalid_target',
+        ],
+        [
+          postToken(port, { grant_type: 'client_credentials', padding: 'x'.repeat(70_000) }),
+          413,
+          'invalid_request',
+        ],
+      ];
+      for (const [pending, status, error] of cases) {
+        const res = await pending;
+        expect(res.status, error).to.equal(status);
+        expect(res.body.error).to.equal(error);
+        expect(res.headers.get('cache-control')).to.equal('no-store');
+        if (status === 401) expect(res.headers.get('www-authenticate')).to.match(/^Basic realm=/);
+      }
+      const json = await fetch(`http://127.0.0.1:${port}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{}',
+      });
+      expect(json.status).to.equal(400);
+      expect(((await json.json()) as { error: string }).error).to.equal('invalid_request');
+      expect((await getJson(port, '/healthz')).status).to.equal(200);
+    });
+
+    it('a provider outage is 503 temporarily_unavailable, not invalid_request', async () => {
+      // A replica whose provider keys may never be served stale, and whose provider is failing.
+      const failingDir = await mkdtemp(join(tmpdir(), 'tokens-e2e-'));
+      const down = await new TestIdp().start();
+      down.mode = 'error';
+      try {
+        const path = await tokensConfig(failingDir, down);
+        const service = startService({ TOKENS_PORT: '0', TOKENS_CONFIG: path, SIGNING_WORKERS: '0' });
+        services.push(service);
+        const p = ((await service.ready) as { tokensPort: number }).tokensPort;
+        const res = await postToken(p, {
+          grant_type: EXCHANGE,
+          subject_token: await down.sign({ sub: 'u', aud: 'token-exchange' }),
+          subject_token_type: JWT_TYPE,
+        });
+        expect(res.status).to.equal(503);
+        expect(res.body.error).to.equal('temporarily_unavailable');
+        expect(res.headers.get('retry-after')).to.equal('5');
+      } finally {
+        await down.stop();
+        await rm(failingDir, { recursive: true, force: true });
+      }
+    });
+  });
+
+  it('rotation under load loses no request, and every issued token verifies', async () => {
+    const port = await start({
+      KEY_ROTATION_INTERVAL_S: '1',
+      TOKEN_DEFAULT_TTL_S: '60',
+      TOKEN_MAX_TTL_S: '120',
+    });
+    const subject = await idp.sign({ sub: 'u', aud: 'token-exchange' });
+    const tokens: string[] = [];
+    const statuses: number[] = [];
+    const until = Date.now() + 3500;
+    await Promise.all(
+      Array.from({ length: 8 }, async (_, worker) => {
+        while (Date.now() < until) {
+          const res =
+            worker % 2 === 0
+              ? await postToken(port, { grant_type: 'client_credentials' }, basic('svc-a', 'secret-a'))
+              : await postToken(port, {
+                  grant_type: EXCHANGE,
+                  subject_token: subject,
+                  subject_token_type: JWT_TYPE,
+                });
+          statuses.push(res.status);
+          if (res.status === 200) tokens.push(res.body.access_token as string);
+        }
+      }),
+    );
+    expect(statuses.filter((s) => s !== 200)).to.deep.equal([]);
+    const kids = new Set(tokens.map((t) => decodeProtectedHeader(t).kid));
+    expect(kids.size).to.be.at.least(3);
+    const jwks = (await getJson(port, '/.well-known/jwks.json')).body as JSONWebKeySet;
+    const local = createLocalJWKSet(jwks);
+    for (const token of tokens) await jwtVerify(token, local, { issuer: `http://127.0.0.1:${port}` });
+  });
+
+  describe('two replicas, one with its Postgres cut', () => {
+    let admin: pg.Pool;
+    let proxy: TcpFaultProxy;
+    const schema = uniqueSchema('tok2');
+    const bucket = uniqueName('keys');
+
+    before(async () => {
+      admin = directPool();
+      proxy = new TcpFaultProxy(databaseAddress(TEST_DATABASE_URL));
+      await proxy.start();
+    });
+    after(async () => {
+      await proxy.stop();
+      await dropSchema(admin, schema);
+      await admin.end();
+      await deleteStreams(`KV_${bucket}`);
+    });
+
+    it('tokens from either replica verify against either replica’s JWKS, also after a rotation during the cut', async () => {
+      const common = {
+        DATABASE_SCHEMA: schema,
+        NATS_URL: TEST_NATS_URL,
+        NATS_KEYS_BUCKET: bucket,
+        KEY_ROTATION_INTERVAL_S: '2',
+        KEY_PUBLISH_RETRY_MS: '200',
+        KEYSTORE_PG_TIMEOUT_MS: '200',
+        TOKEN_DEFAULT_TTL_S: '60',
+        TOKEN_MAX_TTL_S: '120',
+      };
+      const cutPort = await start({ ...common, REPLICA_ID: 'cut', DATABASE_URL: urlVia(proxy.port) });
+      const okPort = await start({ ...common, REPLICA_ID: 'ok', DATABASE_URL: TEST_DATABASE_URL });
+      await proxy.setMode('refuse');
+      await new Promise((r) => setTimeout(r, 2500)); // the cut replica rotates while Postgres is unreachable
+
+      const ready = (await getJson(cutPort, '/readyz')).body as {
+        checks: Record<string, { detail: Record<string, unknown> }>;
+      };
+      expect(ready.checks['key-store']?.detail.postgresAvailable).to.equal(false);
+      const fromCut = await serviceToken(cutPort);
+      const fromOk = await serviceToken(okPort);
+      for (const port of [cutPort, okPort]) {
+        const jwks = createLocalJWKSet((await getJson(port, '/.well-known/jwks.json')).body as JSONWebKeySet);
+        for (const [token, issuerPort] of [
+          [fromCut, cutPort],
+          [fromOk, okPort],
+        ] as const) {
+          await jwtVerify(token, jwks, { issuer: `http://127.0.0.1:${issuerPort}` });
+          const kid = decodeProtectedHeader(token).kid!;
+          expect((await getJson(port, `/keys/${kid}`)).status).to.equal(200);
+        }
+      }
+    });
+  });
+});

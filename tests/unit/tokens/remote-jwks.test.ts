@@ -1,0 +1,141 @@
+import { expect } from 'chai';
+import sinon from 'sinon';
+import { silentLogger } from '../../../src/log.js';
+import { FetchError, type FetchJson } from '../../../src/tokens/http-fetch.js';
+import { ProviderUnavailableError, RemoteJwks, UnknownKeyError } from '../../../src/tokens/remote-jwks.js';
+import { TestIdp } from '../../support/idp.js';
+
+const MIN = 60_000;
+
+describe('provider key cache', () => {
+  let idp: TestIdp;
+  let now: number;
+  let fetchJson: sinon.SinonStub<Parameters<FetchJson>, ReturnType<FetchJson>>;
+
+  before(async () => {
+    idp = new TestIdp('k1');
+    await idp.start();
+    await idp.stop(); // only its key is needed; fetches are faked
+  });
+
+  function jwks(opts: Partial<ConstructorParameters<typeof RemoteJwks>[0]> = {}): RemoteJwks {
+    return new RemoteJwks({
+      provider: 'acme',
+      source: { jwksUri: 'http://127.0.0.1:1/jwks' },
+      fetchJson,
+      clock: { now: () => now },
+      cacheMaxAgeMs: 5 * MIN,
+      refetchCooldownMs: 30_000,
+      staleMaxMs: 60 * MIN,
+      timeoutMs: 1000,
+      log: silentLogger(),
+      ...opts,
+    });
+  }
+
+  beforeEach(() => {
+    now = 1_000_000;
+    fetchJson = sinon
+      .stub<Parameters<FetchJson>, ReturnType<FetchJson>>()
+      .resolves({ keys: [idp.publicJwk] });
+  });
+
+  it('fetches once and serves from cache until the cache age passes', async () => {
+    const cache = jwks();
+    const key = await cache.getKey('k1', 'ES256');
+    expect(key.asymmetricKeyType).to.equal('ec');
+    await cache.getKey('k1', 'ES256');
+    expect(fetchJson.callCount).to.equal(1);
+    now += 5 * MIN;
+    await cache.getKey('k1', 'ES256');
+    expect(fetchJson.callCount).to.equal(2);
+  });
+
+  it('shares one fetch among concurrent callers', async () => {
+    const cache = jwks();
+    await Promise.all(Array.from({ length: 10 }, () => cache.getKey('k1', 'ES256')));
+    expect(fetchJson.callCount).to.equal(1);
+  });
+
+  it('refetches on an unknown kid, at most once per cooldown', async () => {
+    const cache = jwks();
+    await cache.getKey('k1', 'ES256');
+    now += 30_000;
+    const first = await cache.getKey('forged', 'ES256').catch((e: unknown) => e);
+    expect(first).to.be.instanceOf(UnknownKeyError);
+    expect(fetchJson.callCount).to.equal(2);
+    for (let i = 0; i < 20; i++) await cache.getKey(`forged-${i}`, 'ES256').catch(() => undefined);
+    expect(fetchJson.callCount).to.equal(2);
+    now += 30_000;
+    await cache.getKey('forged', 'ES256').catch(() => undefined);
+    expect(fetchJson.callCount).to.equal(3);
+  });
+
+  it('finds a key added by the provider on its next rotation through the unknown-kid refetch', async () => {
+    const cache = jwks({ refetchCooldownMs: 0 });
+    await cache.getKey('k1', 'ES256');
+    fetchJson.resolves({ keys: [idp.publicJwk, { ...idp.publicJwk, kid: 'k2' }] });
+    expect((await cache.getKey('k2', 'ES256')).asymmetricKeyType).to.equal('ec');
+  });
+
+  it('refuses a key whose alg differs from the token header', async () => {
+    const err = await jwks()
+      .getKey('k1', 'RS256')
+      .catch((e: unknown) => e);
+    expect(err).to.be.instanceOf(UnknownKeyError);
+  });
+
+  it('during a provider outage serves the last good keys for staleMax, then fails closed', async () => {
+    const cache = jwks();
+    await cache.getKey('k1', 'ES256');
+    fetchJson.rejects(new FetchError('down'));
+    now += 30 * MIN;
+    expect((await cache.getKey('k1', 'ES256')).asymmetricKeyType).to.equal('ec');
+    now += 30 * MIN + 1;
+    const err = await cache.getKey('k1', 'ES256').catch((e: unknown) => e);
+    expect(err).to.be.instanceOf(ProviderUnavailableError);
+  });
+
+  it('fails closed at once when it never had keys', async () => {
+    fetchJson.rejects(new FetchError('down'));
+    expect(
+      await jwks()
+        .getKey('k1', 'ES256')
+        .catch((e: unknown) => e),
+    ).to.be.instanceOf(ProviderUnavailableError);
+  });
+
+  it('treats a malformed document like an outage', async () => {
+    fetchJson.resolves({ nope: true });
+    expect(
+      await jwks()
+        .getKey('k1', 'ES256')
+        .catch((e: unknown) => e),
+    ).to.be.instanceOf(ProviderUnavailableError);
+  });
+
+  it('finds the JWKS through OIDC discovery', async () => {
+    fetchJson.callsFake((url) =>
+      Promise.resolve(
+        url.endsWith('/.well-known/openid-configuration')
+          ? { issuer: 'http://127.0.0.1:1', jwks_uri: 'http://127.0.0.1:1/keys' }
+          : { keys: [idp.publicJwk] },
+      ),
+    );
+    await jwks({ source: { discoveryIssuer: 'http://127.0.0.1:1/' } }).getKey('k1', 'ES256');
+    expect(fetchJson.firstCall.args[0]).to.equal('http://127.0.0.1:1/.well-known/openid-configuration');
+    expect(fetchJson.secondCall.args[0]).to.equal('http://127.0.0.1:1/keys');
+  });
+
+  it('ignores private and encryption keys in a JWKS', async () => {
+    fetchJson.resolves({
+      keys: [
+        { ...idp.publicJwk, kid: 'enc', use: 'enc' },
+        { ...idp.publicJwk, kid: 'priv', d: 'x' },
+      ],
+    });
+    const cache = jwks();
+    expect(await cache.getKey('enc', 'ES256').catch((e: unknown) => e)).to.be.instanceOf(UnknownKeyError);
+    expect(await cache.getKey('priv', 'ES256').catch((e: unknown) => e)).to.be.instanceOf(UnknownKeyError);
+  });
+});
