@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { Counter, Gauge } from 'prom-client';
+import { Counter, Gauge, Histogram } from 'prom-client';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
 import { healthRoutes } from './http/health.js';
@@ -85,7 +85,17 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
   const keyStore = new KeyStore({ backend, ...config.keyStore, log });
   components.push(keyStore);
 
-  const signer = new SigningPool({ workers: config.signing.workers, maxBatch: config.signing.maxBatch });
+  const batchSize = new Histogram({
+    name: 'signing_batch_size',
+    help: 'Tokens per signing task sent to the worker pool.',
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128],
+    registers: [metrics.registry],
+  });
+  const signer = new SigningPool({
+    workers: config.signing.workers,
+    maxBatch: config.signing.maxBatch,
+    onBatch: (size) => batchSize.observe(size),
+  });
   components.push({ name: 'signing-pool', start: () => Promise.resolve(), stop: () => signer.close() });
 
   const rotationIntervalMs = config.signing.rotationIntervalS * 1000;

@@ -71,7 +71,7 @@ const envSchema = z
         .max(64)
         .default(Math.max(1, availableParallelism() - 1)),
     ),
-    SIGNING_MAX_BATCH: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(1).max(4096).default(64)),
+    SIGNING_MAX_BATCH: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(1).max(4096).default(16)),
     KEYSTORE_PG_TIMEOUT_MS: millis(500),
     KEYSTORE_FLUSH_INTERVAL_MS: millis(5000),
     KEYSTORE_PROBE_INTERVAL_MS: millis(2000),

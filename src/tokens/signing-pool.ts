@@ -30,6 +30,13 @@ export interface SigningPoolOptions {
   readonly workers: number;
   /** Most tokens in one task. */
   readonly maxBatch?: number;
+  /**
+   * Batches queued at each worker at once. Two keep a worker from idling while its next batch crosses threads;
+   * one keeps batches largest.
+   */
+  readonly pipelineDepth?: number;
+  /** Observes the size of each batch (for metrics). */
+  readonly onBatch?: (size: number) => void;
   /** How long `close()` waits for running batches. */
   readonly closeTimeoutMs?: number;
 }
@@ -41,27 +48,38 @@ function workerFile(): string {
 }
 
 /**
- * Token signing on a piscina worker pool (T6). A pool round trip costs more than one ES256 signature, so requests
- * are batched: everything asked for in one event-loop turn with the same key becomes one task (up to `maxBatch`
- * tokens), signed with node:crypto in the worker. `close()` refuses new work, lets queued batches finish, and
- * destroys the pool.
+ * Token signing on a piscina worker pool (T6). A pool round trip costs several ES256 signatures, so requests are
+ * batched like a group commit: at most one batch per worker is in flight, and requests that arrive meanwhile wait
+ * for the next one. At low load a batch leaves at the end of the event-loop turn it was asked in; under load
+ * batches grow by themselves (up to `maxBatch`), which is what keeps the worker busy signing rather than
+ * exchanging messages. Requests with different keys (around a rotation) go in different batches. Signing uses
+ * node:crypto in the worker. `close()` refuses new work, lets queued batches finish, and destroys the pool.
  */
 export class SigningPool implements Signer {
   readonly #pool: Piscina<SignBatchTask, SignBatchResult> | undefined;
   readonly #maxBatch: number;
-  readonly #batches = new Map<ActiveSigningKey, Waiting[]>();
+  readonly #maxInFlight: number;
+  readonly #onBatch: ((size: number) => void) | undefined;
+  /** Waiting requests, by key, in arrival order of their first request. */
+  readonly #queues = new Map<ActiveSigningKey, Waiting[]>();
   readonly #headers = new Map<string, string>();
+  #inFlight = 0;
   #scheduled = false;
   #closed: Promise<void> | undefined;
+  #drained: (() => void) | undefined;
 
   constructor(options: SigningPoolOptions) {
     this.#maxBatch = options.maxBatch ?? 64;
+    this.#onBatch = options.onBatch;
+    const depth = options.pipelineDepth ?? 2;
+    this.#maxInFlight = options.workers > 0 ? options.workers * depth : 1;
     if (options.workers > 0) {
       this.#pool = new Piscina<SignBatchTask, SignBatchResult>({
         filename: workerFile(),
         minThreads: options.workers,
         maxThreads: options.workers,
         idleTimeout: Infinity,
+        concurrentTasksPerWorker: depth,
         closeTimeout: options.closeTimeoutMs ?? 5000,
       });
     }
@@ -75,12 +93,18 @@ export class SigningPool implements Signer {
   sign(key: ActiveSigningKey, payload: Record<string, unknown>): Promise<string> {
     if (this.#closed) return Promise.reject(new Error('signing pool is closed'));
     return new Promise<string>((resolve, reject) => {
-      let batch = this.#batches.get(key);
-      if (!batch) this.#batches.set(key, (batch = []));
-      batch.push({ payload: JSON.stringify(payload), resolve, reject });
-      if (!this.#scheduled) {
+      let queue = this.#queues.get(key);
+      if (!queue) this.#queues.set(key, (queue = []));
+      queue.push({ payload: JSON.stringify(payload), resolve, reject });
+      if (queue.length >= this.#maxBatch && this.#inFlight < this.#maxInFlight) {
+        // A full batch leaves now, so the worker signs while this thread goes on parsing requests.
+        this.#pump();
+      } else if (!this.#scheduled && this.#inFlight < this.#maxInFlight) {
         this.#scheduled = true;
-        setImmediate(() => this.#dispatch());
+        setImmediate(() => {
+          this.#scheduled = false;
+          this.#pump();
+        });
       }
     });
   }
@@ -88,20 +112,27 @@ export class SigningPool implements Signer {
   /** Refuses new work, finishes what is queued, then ends the workers. Idempotent. */
   close(): Promise<void> {
     this.#closed ??= (async () => {
-      if (this.#scheduled) await new Promise((r) => setImmediate(r));
+      if (this.#queues.size > 0 || this.#inFlight > 0) {
+        await new Promise<void>((resolve) => (this.#drained = resolve));
+      }
       await this.#pool?.close();
     })();
     return this.#closed;
   }
 
-  #dispatch(): void {
-    this.#scheduled = false;
-    const batches = [...this.#batches];
-    this.#batches.clear();
-    for (const [key, waiting] of batches) {
-      for (let i = 0; i < waiting.length; i += this.#maxBatch) {
-        void this.#run(key, waiting.slice(i, i + this.#maxBatch));
-      }
+  /** Starts batches while workers are free and requests wait. */
+  #pump(): void {
+    while (this.#inFlight < this.#maxInFlight && this.#queues.size > 0) {
+      const [key, queue] = this.#queues.entries().next().value as [ActiveSigningKey, Waiting[]];
+      const batch = queue.splice(0, this.#maxBatch);
+      if (queue.length === 0) this.#queues.delete(key);
+      this.#inFlight++;
+      this.#onBatch?.(batch.length);
+      void this.#run(key, batch).finally(() => {
+        this.#inFlight--;
+        this.#pump();
+        if (this.#inFlight === 0 && this.#queues.size === 0) this.#drained?.();
+      });
     }
   }
 

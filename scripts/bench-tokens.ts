@@ -1,0 +1,245 @@
+/**
+ * Loads the running service over HTTP on loopback and prints requests/s and p50/p99 for service tokens and for
+ * exchanges (ES256), next to a baseline measured in the same run: one `node:http` process that verifies with jose
+ * `jwtVerify` and signs with jose `SignJWT` on its main thread. Baseline and subject alternate (A B A B …) and
+ * medians are reported with the ratio.
+ *
+ *   node --import tsx scripts/bench-tokens.ts [--rounds 3] [--seconds 5] [--connections 32] [--workers 1]
+ *                                             [--loader wrk|autocannon]
+ *
+ * The load generator shares the machine's cores with the servers, so a light one matters: `wrk` (Debian package
+ * `wrk`, one thread) is used when installed, autocannon (in-process, heavier) otherwise.
+ */
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs, promisify } from 'node:util';
+import autocannon from 'autocannon';
+import { hashSecret } from '../src/tokens/client-auth.js';
+import { TestIdp } from '../tests/support/idp.js';
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    seconds: { type: 'string', default: '5' },
+    connections: { type: 'string', default: '32' },
+    workers: { type: 'string', default: '1' },
+    loader: { type: 'string', default: hasWrk() ? 'wrk' : 'autocannon' },
+  },
+});
+
+function hasWrk(): boolean {
+  try {
+    execFileSync('wrk', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch (err) {
+    // wrk prints its version and exits 1.
+    return (err as { status?: number }).status === 1;
+  }
+}
+const ROUNDS = Number(values.rounds);
+const SECONDS = Number(values.seconds);
+const CONNECTIONS = Number(values.connections);
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const SECRET = 'bench-secret';
+
+/** Starts a node process and resolves with it and the first JSON line it prints that has `field`. */
+function spawnAndWait(
+  args: string[],
+  env: Record<string, string>,
+  field: string,
+): Promise<{ proc: ChildProcess; port: number }> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve, reject) => {
+    let buffer = '';
+    proc.stdout?.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString();
+      for (const line of buffer.split('\n')) {
+        try {
+          const parsed = JSON.parse(line) as Record<string, unknown>;
+          if (typeof parsed[field] === 'number') resolve({ proc, port: parsed[field] });
+        } catch {
+          // partial or non-JSON line
+        }
+      }
+      buffer = buffer.slice(buffer.lastIndexOf('\n') + 1);
+    });
+    proc.once('exit', (code) => reject(new Error(`process exited early (${code})`)));
+  });
+}
+
+interface Result {
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+
+async function load(port: number, body: string, headers: Record<string, string>): Promise<Result> {
+  return values.loader === 'wrk' ? loadWrk(port, body, headers) : loadAutocannon(port, body, headers);
+}
+
+/** One wrk run (one thread); its Lua script sets the method, headers and body. */
+async function loadWrk(port: number, body: string, headers: Record<string, string>): Promise<Result> {
+  const script = join(scratch, 'post.lua');
+  const allHeaders = { 'Content-Type': 'application/x-www-form-urlencoded', ...headers };
+  await writeFile(
+    script,
+    [
+      'wrk.method = "POST"',
+      `wrk.body = ${JSON.stringify(body)}`,
+      ...Object.entries(allHeaders).map(
+        ([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`,
+      ),
+    ].join('\n'),
+  );
+  const { stdout } = await promisify(execFile)('wrk', [
+    '-t1',
+    `-c${CONNECTIONS}`,
+    `-d${SECONDS}s`,
+    '--latency',
+    '-s',
+    script,
+    `http://127.0.0.1:${port}/token`,
+  ]);
+  const ms = (label: string) => {
+    const m = new RegExp(`^\\s*${label}\\s+([\\d.]+)(us|ms|s)`, 'm').exec(stdout);
+    if (!m) return NaN;
+    const v = Number(m[1]);
+    return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
+  };
+  return {
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? NaN),
+    p50: ms('50%'),
+    p99: ms('99%'),
+    errors:
+      Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(stdout)?.[1] ?? 0) +
+      Number(/Socket errors:.*?timeout (\d+)/.exec(stdout)?.[1] ?? 0),
+  };
+}
+
+async function loadAutocannon(port: number, body: string, headers: Record<string, string>): Promise<Result> {
+  const result = await autocannon({
+    url: `http://127.0.0.1:${port}/token`,
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+    body,
+    connections: CONNECTIONS,
+    duration: SECONDS,
+  });
+  return {
+    rps: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    errors: result.non2xx + result.errors + result.timeouts,
+  };
+}
+
+let scratch = tmpdir();
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+
+async function main(): Promise<void> {
+  const idp = await new TestIdp('bench-idp').start();
+  const dir = await mkdtemp(join(tmpdir(), 'bench-tokens-'));
+  scratch = dir;
+  const children: ChildProcess[] = [];
+  try {
+    const configPath = join(dir, 'tokens.json');
+    await writeFile(
+      configPath,
+      JSON.stringify({
+        providers: [
+          {
+            name: 'acme',
+            issuer: idp.issuer,
+            jwksUri: idp.jwksUri,
+            audiences: ['token-exchange'],
+            algorithms: ['ES256'],
+            subjectPrefix: 'acme|',
+            targetAudiences: ['orders'],
+          },
+        ],
+        clients: [{ id: 'svc-a', secretHash: hashSecret(SECRET), audiences: ['orders'] }],
+      }),
+    );
+    const baseline = await spawnAndWait(
+      [
+        'scripts/lib/baseline-token-server.ts',
+        idp.issuer,
+        JSON.stringify({ keys: [idp.publicJwk] }),
+        'svc-a',
+        SECRET,
+      ],
+      {},
+      'port',
+    );
+    children.push(baseline.proc);
+    const subject = await spawnAndWait(
+      ['src/main.ts'],
+      { TOKENS_PORT: '0', TOKENS_CONFIG: configPath, SIGNING_WORKERS: values.workers, LOG_LEVEL: 'info' },
+      'tokensPort',
+    );
+    children.push(subject.proc);
+
+    const subjectToken = await idp.sign({ sub: 'user-1', aud: 'token-exchange' }, { expiresIn: '2h' });
+    const auth = { authorization: `Basic ${Buffer.from(`svc-a:${SECRET}`).toString('base64')}` };
+    const scenarios = [
+      { name: 'service token', body: 'grant_type=client_credentials', headers: auth },
+      {
+        name: 'exchange',
+        body: new URLSearchParams({
+          grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+          subject_token: subjectToken,
+          subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
+        }).toString(),
+        headers: {},
+      },
+    ];
+    // Warm both servers (JIT, provider key cache, worker start-up).
+    for (const s of scenarios) {
+      await load(baseline.port, s.body, s.headers);
+      await load(subject.port, s.body, s.headers);
+    }
+    console.log(
+      `tokens over HTTP: ${ROUNDS} rounds × ${SECONDS}s per server and scenario, ${CONNECTIONS} connections, ` +
+        `signing workers ${values.workers}, load by ${values.loader}; baseline and service alternate`,
+    );
+    for (const s of scenarios) {
+      const runs = { baseline: [] as Result[], service: [] as Result[] };
+      for (let round = 0; round < ROUNDS; round++) {
+        runs.baseline.push(await load(baseline.port, s.body, s.headers));
+        runs.service.push(await load(subject.port, s.body, s.headers));
+      }
+      const summary = (rs: Result[]) => ({
+        rps: median(rs.map((r) => r.rps)),
+        p50: median(rs.map((r) => r.p50)),
+        p99: median(rs.map((r) => r.p99)),
+        errors: rs.reduce((n, r) => n + r.errors, 0),
+        each: rs.map((r) => Math.round(r.rps)).join('/'),
+      });
+      const b = summary(runs.baseline);
+      const v = summary(runs.service);
+      console.log(`\n${s.name} (ES256)`);
+      const row = (name: string, r: typeof b) =>
+        console.log(
+          `  ${name.padEnd(9)} ${Math.round(r.rps)} req/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  errors ${r.errors}  rounds ${r.each}`,
+        );
+      row('baseline', b);
+      row('service', v);
+      console.log(`  ratio     ${(v.rps / b.rps).toFixed(2)}x`);
+    }
+  } finally {
+    for (const child of children) child.kill('SIGTERM');
+    await idp.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
