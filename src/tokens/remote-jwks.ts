@@ -1,4 +1,4 @@
-import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { importJWK, type CryptoKey, type JWK } from 'jose';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Clock } from '../clock.js';
@@ -43,8 +43,10 @@ const jwksSchema = z.object({ keys: z.array(z.record(z.string(), z.unknown())) }
 const discoverySchema = z.object({ jwks_uri: z.string().url() });
 
 interface CachedKey {
-  readonly key: KeyObject;
+  readonly jwk: JWK;
   readonly alg: string | undefined;
+  /** Imported once per algorithm and reused: importing costs more than verifying. */
+  readonly imported: Map<string, Promise<CryptoKey>>;
 }
 
 /**
@@ -65,7 +67,7 @@ export class RemoteJwks {
   }
 
   /** The public key for a token header, by `kid` (or the only key, when the token names none and `alg` fits). */
-  async getKey(kid: string | undefined, alg: string): Promise<KeyObject> {
+  async getKey(kid: string | undefined, alg: string): Promise<CryptoKey> {
     const now = this.#o.clock.now();
     if (this.#fetchedAt === undefined || now - this.#fetchedAt >= this.#o.cacheMaxAgeMs) {
       await this.#refreshOrServeStale();
@@ -76,16 +78,23 @@ export class RemoteJwks {
       found = this.#find(kid, alg);
     }
     if (!found) throw new UnknownKeyError(this.#o.provider, kid);
-    return found;
+    let imported = found.imported.get(alg);
+    if (!imported) {
+      imported = importJWK(found.jwk, alg) as Promise<CryptoKey>;
+      found.imported.set(alg, imported);
+      // A key that does not fit the algorithm fails now and on every later try, never as a cached success.
+      imported.catch(() => found?.imported.delete(alg));
+    }
+    return imported;
   }
 
-  #find(kid: string | undefined, alg: string): KeyObject | undefined {
+  #find(kid: string | undefined, alg: string): CachedKey | undefined {
     if (kid !== undefined) {
       const entry = this.#keys.get(kid);
-      return entry && (entry.alg === undefined || entry.alg === alg) ? entry.key : undefined;
+      return entry && (entry.alg === undefined || entry.alg === alg) ? entry : undefined;
     }
     const candidates = [...this.#keys.values()].filter((e) => e.alg === undefined || e.alg === alg);
-    return candidates.length === 1 ? candidates[0]?.key : undefined;
+    return candidates.length === 1 ? candidates[0] : undefined;
   }
 
   async #refreshOrServeStale(): Promise<void> {
@@ -119,13 +128,8 @@ export class RemoteJwks {
     const next = new Map<string, CachedKey>();
     for (const jwk of keys) {
       if (jwk.use === 'enc' || typeof jwk.kty !== 'string' || 'd' in jwk) continue;
-      try {
-        const key = createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' });
-        const kid = typeof jwk.kid === 'string' ? jwk.kid : `#${next.size}`;
-        next.set(kid, { key, alg: typeof jwk.alg === 'string' ? jwk.alg : undefined });
-      } catch {
-        this.#o.log.warn({ provider: this.#o.provider }, 'skipping a JWK that does not import');
-      }
+      const kid = typeof jwk.kid === 'string' ? jwk.kid : `#${next.size}`;
+      next.set(kid, { jwk: jwk as JWK, alg: typeof jwk.alg === 'string' ? jwk.alg : undefined, imported: new Map() });
     }
     this.#keys = next;
     this.#fetchedAt = this.#o.clock.now();
