@@ -1,0 +1,48 @@
+import { z } from 'zod';
+
+/** The four integer fields of a grade, in their CSV and storage order. */
+export const FIELDS = ['postpaid_limit', 'spp', 'shipping_fee', 'return_fee'] as const;
+/** One integer field of a grade. */
+export type Field = (typeof FIELDS)[number];
+
+/** A whole record as `GET /get` answers it (G2): fields never set read 0. */
+export interface UserGrade {
+  readonly user_id: string;
+  readonly postpaid_limit: number;
+  readonly spp: number;
+  readonly shipping_fee: number;
+  readonly return_fee: number;
+}
+
+/** A partial write: `user_id` and any subset of the fields (G5). */
+export type GradeUpdate = { readonly user_id: string } & Partial<Record<Field, number>>;
+
+const userId = z
+  .string()
+  .min(1, 'user_id must not be empty')
+  .max(256, 'user_id is at most 256 characters')
+  .regex(/^[^\u0000-\u001f\u007f]*$/, 'user_id must not contain control characters');
+const fieldValue = z.number().int('must be an integer').refine(Number.isSafeInteger, 'must be a safe integer');
+
+/** `POST /set` bodies: strict, so unknown fields, wrong types and non-integers are refused. */
+export const gradeUpdateSchema = z
+  .object({
+    user_id: userId,
+    postpaid_limit: fieldValue.optional(),
+    spp: fieldValue.optional(),
+    shipping_fee: fieldValue.optional(),
+    return_fee: fieldValue.optional(),
+  })
+  .strict();
+
+/** A replication message on the stream (G6). `origin` names the writing process, `n` its write counter. */
+export const replicationMessageSchema = z
+  .object({
+    origin: z.string().min(1).max(200),
+    n: z.number().int().nonnegative(),
+    update: gradeUpdateSchema,
+  })
+  .strict();
+
+/** A replication message. */
+export type ReplicationMessage = z.infer<typeof replicationMessageSchema>;
