@@ -1,9 +1,12 @@
+import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
 import { healthRoutes } from './http/health.js';
 import { HttpServer } from './http/server.js';
+import { GradesReplica } from './grades/grades-replica.js';
+import { BasicAuth, getRoutes, setRoutes } from './grades/routes.js';
 import { createFaultTolerantRepository } from './keys/fault-tolerant-repository.js';
 import { KeyStore, MemoryOnlyBackend, type KeyStoreBackend } from './keys/key-store.js';
 import { MemoryPublicKeyRepository } from './keys/memory-repository.js';
@@ -27,6 +30,8 @@ export interface AppDependencies {
   readonly log: Logger;
   readonly clock?: Clock;
   readonly fetchJson?: FetchJson;
+  /** Called when a component fails for good after start (a replica that cannot join): the process should stop. */
+  readonly onFatal?: (err: unknown) => void;
 }
 
 /** A wired service: start it, stop it, find its ports. */
@@ -35,8 +40,11 @@ export interface App {
   readonly keyStore: KeyStore;
   readonly keyRotation: KeyRotation;
   readonly metrics: Metrics;
+  readonly grades: GradesReplica;
   /** The bound tokens port (after `start`). */
   tokensPort(): number;
+  /** The bound grades ports (after `start`). */
+  gradesPorts(): { set: number; get: number };
   /** The issuer URL tokens carry (after `start`). */
   issuer(): string;
   start(): Promise<void>;
@@ -126,6 +134,28 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
     components.push(announcer);
   }
 
+  let gradesPassword = config.grades.password;
+  if (!gradesPassword) {
+    gradesPassword = randomBytes(18).toString('base64url');
+    // Logged once, on purpose: there is no built-in default, and an operator who set none needs this one.
+    log.warn(
+      { user: config.grades.user, generatedPassword: gradesPassword },
+      'GRADES_PASSWORD is not set; generated one for this run',
+    );
+  }
+  const grades = new GradesReplica({
+    replicaId: config.replicaId,
+    ...(nats ? { nats } : {}),
+    stream: config.grades.stream,
+    peers: config.grades.peers,
+    peerAuthorization: BasicAuth.header(config.grades.user, gradesPassword),
+    publishWindow: config.grades.publishWindow,
+    joinAttempts: config.grades.joinAttempts,
+    log,
+    onFatal: (err) => deps.onFatal?.(err),
+  });
+  components.push(grades);
+
   const keyRotation = new KeyRotation({
     alg: config.signing.alg,
     rotationIntervalMs,
@@ -158,6 +188,31 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
     },
   });
 
+  new Gauge({
+    name: 'grades_records',
+    help: 'UserGrade records held by this replica.',
+    registers: [metrics.registry],
+    collect() {
+      this.set(grades.actor.state.records);
+    },
+  });
+  new Gauge({
+    name: 'grades_outbox',
+    help: 'Local grade writes not yet acknowledged by the stream.',
+    registers: [metrics.registry],
+    collect() {
+      this.set(grades.outboxSize);
+    },
+  });
+  new Gauge({
+    name: 'grades_stream_position',
+    help: 'Highest replication stream sequence applied by this replica.',
+    registers: [metrics.registry],
+    collect() {
+      this.set(grades.actor.state.position);
+    },
+  });
+
   const fetchJson = deps.fetchJson ?? undiciFetchJson;
   const providers: Provider[] = tokensConfig.providers.map((p) => ({
     config: p,
@@ -187,6 +242,54 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
     defaultTtlS: config.tokenIssuer.defaultTtlS,
   });
 
+  const readiness = [
+    {
+      name: 'key-store',
+      check: () => ({ ready: keyStore.status === 'running', detail: keyStore.state }),
+    },
+    {
+      name: 'signing-key',
+      check: () => ({ ready: keyRotation.active !== undefined, detail: keyRotation.state }),
+    },
+    { name: 'grades', check: () => ({ ready: grades.ready, detail: grades.state }) },
+    ...(nats
+      ? [
+          {
+            name: 'nats',
+            // Reported, not required here: tokens work without NATS, and grades report their own readiness.
+            check: () => ({
+              ready: true,
+              detail: { state: nats.state, keyBucket: announcer?.ready ?? false },
+            }),
+          },
+        ]
+      : []),
+  ];
+  const gradesRoutes = {
+    actor: grades.actor,
+    auth: new BasicAuth(config.grades.user, gradesPassword),
+    ready: () => grades.ready,
+    replicaId: config.replicaId,
+  };
+  const gradesSetHttp = new HttpServer({
+    name: 'grades-set',
+    host: config.host,
+    port: config.grades.setPort,
+    maxBodyBytes: config.grades.maxBodyBytes,
+    log,
+    metrics,
+    routes: setRoutes(gradesRoutes),
+  });
+  const gradesGetHttp = new HttpServer({
+    name: 'grades-get',
+    host: config.host,
+    port: config.grades.getPort,
+    maxBodyBytes: 1024,
+    log,
+    metrics,
+    routes: [...getRoutes(gradesRoutes), ...healthRoutes(readiness, metrics)],
+  });
+
   const tokensHttp = new HttpServer({
     name: 'tokens',
     host: config.host,
@@ -195,31 +298,7 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
     log,
     metrics,
     routes: [
-      ...healthRoutes(
-        [
-          {
-            name: 'key-store',
-            check: () => ({ ready: keyStore.status === 'running', detail: keyStore.state }),
-          },
-          {
-            name: 'signing-key',
-            check: () => ({ ready: keyRotation.active !== undefined, detail: keyRotation.state }),
-          },
-          ...(nats
-            ? [
-                {
-                  name: 'nats',
-                  // Tokens keep working without NATS (keys reach peers through Postgres): reported, not required.
-                  check: () => ({
-                    ready: true,
-                    detail: { state: nats.state, keyBucket: announcer?.ready ?? false },
-                  }),
-                },
-              ]
-            : []),
-        ],
-        metrics,
-      ),
+      ...healthRoutes(readiness, metrics),
       ...keyRoutes(keyStore, clock),
       ...tokenRoutes({ service, issuer, alg: config.signing.alg, registry: metrics.registry, log }),
     ],
@@ -232,6 +311,16 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
     },
     stop: () => tokensHttp.stop(),
   });
+  components.push({
+    name: 'grades-set-http',
+    start: () => gradesSetHttp.start(),
+    stop: () => gradesSetHttp.stop(),
+  });
+  components.push({
+    name: 'grades-get-http',
+    start: () => gradesGetHttp.start(),
+    stop: () => gradesGetHttp.stop(),
+  });
 
   const supervisor = new Supervisor(components, log);
   return {
@@ -239,7 +328,9 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
     keyStore,
     keyRotation,
     metrics,
+    grades,
     tokensPort: () => tokensHttp.port,
+    gradesPorts: () => ({ set: gradesSetHttp.port, get: gradesGetHttp.port }),
     issuer,
     start: () => supervisor.start(),
     stop: () => supervisor.stop(),

@@ -90,6 +90,64 @@ const envSchema = z
         .default(64 * 1024),
     ),
     SHUTDOWN_TIMEOUT_MS: millis(10_000),
+    GRADES_SET_PORT: port(8081),
+    GRADES_GET_PORT: port(8082),
+    GRADES_USER: z.preprocess(unsetIfEmpty, z.string().min(1).max(128).default('grades')),
+    GRADES_PASSWORD: z.preprocess(
+      unsetIfEmpty,
+      z.string().min(8, 'at least 8 characters').max(256).optional(),
+    ),
+    GRADES_PEERS: z.preprocess(
+      unsetIfEmpty,
+      z
+        .string()
+        .transform((s) =>
+          s
+            .split(',')
+            .map((p) => p.trim())
+            .filter(Boolean),
+        )
+        .pipe(z.array(z.string().url()))
+        .default([]),
+    ),
+    GRADES_STREAM: z.preprocess(
+      unsetIfEmpty,
+      z
+        .string()
+        .regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, "_" or "-"')
+        .default('GRADES'),
+    ),
+    GRADES_SUBJECT: z.preprocess(
+      unsetIfEmpty,
+      z
+        .string()
+        .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'a NATS subject without wildcards')
+        .default('grades.set'),
+    ),
+    GRADES_STREAM_MAX_AGE_S: z.preprocess(
+      unsetIfEmpty,
+      z.coerce
+        .number()
+        .int()
+        .min(0)
+        .default(7 * 24 * 3600),
+    ),
+    GRADES_STREAM_MAX_BYTES: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(-1).default(-1)),
+    GRADES_DUPLICATE_WINDOW_S: z.preprocess(unsetIfEmpty, z.coerce.number().int().positive().default(120)),
+    GRADES_MAX_BODY_BYTES: z.preprocess(
+      unsetIfEmpty,
+      z.coerce
+        .number()
+        .int()
+        .min(256)
+        .max(1024 * 1024)
+        .default(16 * 1024),
+    ),
+    GRADES_PUBLISH_WINDOW: z.preprocess(
+      unsetIfEmpty,
+      z.coerce.number().int().min(1).max(10_000).default(256),
+    ),
+    GRADES_JOIN_ATTEMPTS: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(1).max(100).default(5)),
   })
   .superRefine((env, ctx) => {
     if (env.TOKEN_DEFAULT_TTL_S > env.TOKEN_MAX_TTL_S) {
@@ -149,6 +207,24 @@ export interface Config {
     readonly defaultTtlS: number;
   };
   readonly shutdownTimeoutMs: number;
+  readonly grades: {
+    readonly setPort: number;
+    readonly getPort: number;
+    readonly user: string;
+    /** Unset: a random password is generated at start and logged once. */
+    readonly password: string | undefined;
+    readonly peers: readonly string[];
+    readonly stream: {
+      readonly name: string;
+      readonly subject: string;
+      readonly maxAgeS: number;
+      readonly maxBytes: number;
+      readonly duplicateWindowS: number;
+    };
+    readonly maxBodyBytes: number;
+    readonly publishWindow: number;
+    readonly joinAttempts: number;
+  };
 }
 
 /**
@@ -196,5 +272,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     tokenIssuer: { issuer: e.TOKENS_ISSUER, configPath: e.TOKENS_CONFIG, defaultTtlS: e.TOKEN_DEFAULT_TTL_S },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    grades: {
+      setPort: e.GRADES_SET_PORT,
+      getPort: e.GRADES_GET_PORT,
+      user: e.GRADES_USER,
+      password: e.GRADES_PASSWORD,
+      peers: e.GRADES_PEERS,
+      stream: {
+        name: e.GRADES_STREAM,
+        subject: e.GRADES_SUBJECT,
+        maxAgeS: e.GRADES_STREAM_MAX_AGE_S,
+        maxBytes: e.GRADES_STREAM_MAX_BYTES,
+        duplicateWindowS: e.GRADES_DUPLICATE_WINDOW_S,
+      },
+      maxBodyBytes: e.GRADES_MAX_BODY_BYTES,
+      publishWindow: e.GRADES_PUBLISH_WINDOW,
+      joinAttempts: e.GRADES_JOIN_ATTEMPTS,
+    },
   };
 }

@@ -74,6 +74,13 @@ export class PayloadTooLargeError extends AppError {
   }
 }
 
+/** The request body is in a format the endpoint does not take. */
+export class UnsupportedMediaTypeError extends AppError {
+  constructor(message: string) {
+    super('UNSUPPORTED_MEDIA_TYPE', message);
+  }
+}
+
 /** Narrowing helper for `catch (err: unknown)`. */
 export function isAppError(err: unknown): err is AppError {
   return err instanceof AppError;

@@ -31,7 +31,7 @@ async function main(): Promise<void> {
 
   let app;
   try {
-    app = await createApp(config, { log });
+    app = await createApp(config, { log, onFatal: () => shutdown('fatal', 1) });
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\n`);
@@ -40,7 +40,7 @@ async function main(): Promise<void> {
     throw err;
   }
   let stopping = false;
-  const shutdown = (signal: string) => {
+  const shutdown = (signal: string, code = 0) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
@@ -52,7 +52,7 @@ async function main(): Promise<void> {
     app.stop().then(
       () => {
         log.info('stopped');
-        process.exit(0);
+        process.exit(code);
       },
       (err: unknown) => {
         log.error({ err: describeError(err) }, 'stop failed');
@@ -69,7 +69,17 @@ async function main(): Promise<void> {
     log.fatal({ err: describeError(err) }, 'start failed');
     process.exit(1);
   }
-  log.info({ replicaId: config.replicaId, tokensPort: app.tokensPort(), issuer: app.issuer() }, 'ready');
+  const { set, get } = app.gradesPorts();
+  log.info(
+    {
+      replicaId: config.replicaId,
+      tokensPort: app.tokensPort(),
+      gradesSetPort: set,
+      gradesGetPort: get,
+      issuer: app.issuer(),
+    },
+    'ready',
+  );
 }
 
 await main();

@@ -21,8 +21,11 @@ const userId = z
   .string()
   .min(1, 'user_id must not be empty')
   .max(256, 'user_id is at most 256 characters')
-  .regex(/^[^\u0000-\u001f\u007f]*$/, 'user_id must not contain control characters');
-const fieldValue = z.number().int('must be an integer').refine(Number.isSafeInteger, 'must be a safe integer');
+  .refine((s) => !/\p{Cc}/u.test(s), 'user_id must not contain control characters');
+const fieldValue = z
+  .number()
+  .int('must be an integer')
+  .refine(Number.isSafeInteger, 'must be a safe integer');
 
 /** `POST /set` bodies: strict, so unknown fields, wrong types and non-integers are refused. */
 export const gradeUpdateSchema = z

@@ -129,7 +129,11 @@ export class RemoteJwks {
     for (const jwk of keys) {
       if (jwk.use === 'enc' || typeof jwk.kty !== 'string' || 'd' in jwk) continue;
       const kid = typeof jwk.kid === 'string' ? jwk.kid : `#${next.size}`;
-      next.set(kid, { jwk: jwk as JWK, alg: typeof jwk.alg === 'string' ? jwk.alg : undefined, imported: new Map() });
+      next.set(kid, {
+        jwk: jwk as JWK,
+        alg: typeof jwk.alg === 'string' ? jwk.alg : undefined,
+        imported: new Map(),
+      });
     }
     this.#keys = next;
     this.#fetchedAt = this.#o.clock.now();

@@ -1,0 +1,218 @@
+import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/nats-core';
+import type { Logger } from 'pino';
+import { describeError } from '../errors.js';
+import { replicationMessageSchema, type ReplicationMessage } from './model.js';
+
+/** Stream settings (G6), all configurable. */
+export interface StreamSettings {
+  readonly name: string;
+  readonly subject: string;
+  readonly maxAgeS: number;
+  readonly maxBytes: number;
+  readonly duplicateWindowS: number;
+}
+
+/** The stream's retained range: `first` is the oldest sequence still held, `last` the newest. */
+export interface StreamRange {
+  readonly first: number;
+  readonly last: number;
+}
+
+const NANOS = 1_000_000_000;
+
+/**
+ * Creates the stream, or checks an existing one carries our subject (a stream of another shape is a
+ * configuration error, reported loudly rather than written into).
+ */
+export async function ensureStream(nc: NatsConnection, s: StreamSettings, log: Logger): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  try {
+    const info = await jsm.streams.info(s.name);
+    if (!info.config.subjects?.includes(s.subject)) {
+      throw new Error(
+        `stream ${s.name} exists without subject ${s.subject} (has ${info.config.subjects?.join(', ')})`,
+      );
+    }
+    return;
+  } catch (err) {
+    if (!/not found/i.test(describeError(err))) throw err;
+  }
+  await jsm.streams.add({
+    name: s.name,
+    subjects: [s.subject],
+    max_age: s.maxAgeS * NANOS,
+    max_bytes: s.maxBytes,
+    duplicate_window: s.duplicateWindowS * NANOS,
+  });
+  log.info({ stream: s.name, subject: s.subject }, 'replication stream created');
+}
+
+/** The sequences the stream holds now. */
+export async function streamRange(nc: NatsConnection, name: string): Promise<StreamRange> {
+  const info = await (await jetstreamManager(nc)).streams.info(name);
+  return { first: info.state.first_seq, last: info.state.last_seq };
+}
+
+/** Settings of {@link Outbox}. */
+export interface OutboxOptions {
+  readonly subject: string;
+  /** The connection, once there is one. */
+  readonly connection: () => NatsConnection | undefined;
+  /** Called with each write's stream sequence once JetStream acknowledged it. */
+  readonly onConfirm: (n: number, seq: number) => void;
+  /** Messages published before waiting for their acknowledgements. */
+  readonly window: number;
+  readonly ackTimeoutMs: number;
+  readonly retryMs: number;
+  readonly log: Logger;
+}
+
+/**
+ * Local writes waiting to reach the stream, published in the order they were made. Each message carries a
+ * message id (origin and write counter), so a publish retried after a lost acknowledgement is de-duplicated by
+ * JetStream. While NATS is unreachable writes simply accumulate here (G6: sets keep working) and go out, in
+ * order, once it is back. Unbounded, like the writes it holds; its size is a metric.
+ */
+export class Outbox {
+  readonly #o: OutboxOptions;
+  readonly #queue: ReplicationMessage[] = [];
+  #running = false;
+  #stopped = false;
+  #timer: NodeJS.Timeout | undefined;
+  #js: { nc: NatsConnection; js: JetStreamClient } | undefined;
+
+  constructor(options: OutboxOptions) {
+    this.#o = options;
+  }
+
+  /** Writes not yet acknowledged. */
+  get size(): number {
+    return this.#queue.length;
+  }
+
+  /** Queues a write for publication. */
+  push(msg: ReplicationMessage): void {
+    this.#queue.push(msg);
+    this.kick();
+  }
+
+  /** Starts publishing if there is something to publish and nothing is publishing yet. */
+  kick(): void {
+    if (!this.#running && !this.#stopped && this.#queue.length > 0) void this.#drain();
+  }
+
+  /** Stops publishing; what is queued stays queued (and is reported by the caller). */
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+  }
+
+  /** Waits until the queue is empty or `ms` pass; true when empty. */
+  async flush(ms: number): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    while (this.#queue.length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    return this.#queue.length === 0;
+  }
+
+  async #drain(): Promise<void> {
+    this.#running = true;
+    try {
+      while (this.#queue.length > 0 && !this.#stopped) {
+        const js = this.#client();
+        if (!js) break;
+        const batch = this.#queue.slice(0, this.#o.window);
+        const results = await Promise.allSettled(
+          batch.map((msg) =>
+            js.publish(this.#o.subject, JSON.stringify(msg), {
+              msgID: `${msg.origin}:${msg.n}`,
+              timeout: this.#o.ackTimeoutMs,
+            }),
+          ),
+        );
+        let done = 0;
+        for (const [i, result] of results.entries()) {
+          if (result.status !== 'fulfilled') {
+            this.#o.log.warn(
+              { err: describeError(result.reason), waiting: this.#queue.length },
+              'publish failed; will retry',
+            );
+            break;
+          }
+          this.#o.onConfirm((batch[i] as ReplicationMessage).n, result.value.seq);
+          done++;
+        }
+        this.#queue.splice(0, done);
+        if (done < batch.length) break;
+      }
+    } finally {
+      this.#running = false;
+    }
+    if (this.#queue.length > 0 && !this.#stopped) {
+      clearTimeout(this.#timer);
+      this.#timer = setTimeout(() => this.kick(), this.#o.retryMs);
+      this.#timer.unref();
+    }
+  }
+
+  #client(): JetStreamClient | undefined {
+    const nc = this.#o.connection();
+    if (!nc || nc.isClosed()) return undefined;
+    if (this.#js?.nc !== nc) this.#js = { nc, js: jetstream(nc) };
+    return this.#js.js;
+  }
+}
+
+/** Settings of {@link consumeStream}. */
+export interface ConsumeOptions {
+  readonly nc: NatsConnection;
+  readonly stream: string;
+  /** The first sequence to read (1 for everything). */
+  readonly startSeq: number;
+  /** Applies one message; awaited, so a slow store slows the consumer instead of buffering without bound. */
+  readonly apply: (seq: number, msg: ReplicationMessage) => Promise<void>;
+  /** Called once, when the consumer has read everything the stream held (pending 0). */
+  readonly onCaughtUp: () => void;
+  readonly log: Logger;
+}
+
+/**
+ * Reads the stream from `startSeq` with an ordered consumer (recreated by the client after gaps or reconnects)
+ * and hands every message to `apply` in sequence order. Malformed messages are logged and skipped. Resolves with
+ * a `stop` function.
+ */
+export async function consumeStream(o: ConsumeOptions): Promise<() => Promise<void>> {
+  const js = jetstream(o.nc);
+  const consumer = await js.consumers.get(
+    o.stream,
+    o.startSeq > 1 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: o.startSeq } : {},
+  );
+  const range = await streamRange(o.nc, o.stream);
+  let caughtUp = false;
+  const caughtUpNow = () => {
+    if (!caughtUp) {
+      caughtUp = true;
+      o.onCaughtUp();
+    }
+  };
+  if (range.last < o.startSeq) caughtUpNow();
+  const messages = await consumer.consume({ max_messages: 1024 });
+  const done = (async () => {
+    for await (const m of messages) {
+      let msg: ReplicationMessage;
+      try {
+        msg = replicationMessageSchema.parse(m.json());
+      } catch (err) {
+        o.log.warn({ seq: m.seq, err: describeError(err) }, 'skipping a malformed replication message');
+        if (m.info.pending === 0) caughtUpNow();
+        continue;
+      }
+      await o.apply(m.seq, msg);
+      if (m.info.pending === 0) caughtUpNow();
+    }
+  })();
+  return async () => {
+    await messages.close();
+    await done.catch(() => undefined);
+  };
+}
