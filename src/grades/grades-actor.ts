@@ -61,7 +61,12 @@ export class GradesActor extends Actor<GradesMessage, GradesReplies> {
     return { position: this.#position, records: this.#store.size, unconfirmed: this.#store.unconfirmed };
   }
 
-  protected override async receive(msg: GradesMessage): Promise<GradesReplies[GradesMessage['type']]> {
+  protected override receive(msg: GradesMessage): Promise<GradesReplies[GradesMessage['type']]> {
+    // Every message is handled synchronously: the store lives in memory. The mailbox still orders them.
+    return Promise.resolve(this.#handle(msg));
+  }
+
+  #handle(msg: GradesMessage): GradesReplies[GradesMessage['type']] {
     switch (msg.type) {
       case 'set': {
         const n = this.#nextN++;

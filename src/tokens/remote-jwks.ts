@@ -130,7 +130,7 @@ export class RemoteJwks {
       if (jwk.use === 'enc' || typeof jwk.kty !== 'string' || 'd' in jwk) continue;
       const kid = typeof jwk.kid === 'string' ? jwk.kid : `#${next.size}`;
       next.set(kid, {
-        jwk: jwk as JWK,
+        jwk: jwk,
         alg: typeof jwk.alg === 'string' ? jwk.alg : undefined,
         imported: new Map(),
       });
