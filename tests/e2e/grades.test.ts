@@ -76,7 +76,7 @@ describe('grades (end to end, three replica processes)', () => {
       nodes.push({ name, setPort: await closedPort(), getPort: await closedPort() });
   });
   after(async () => {
-    await Promise.all(nodes.map((n) => n.service?.stop('SIGKILL')));
+    await Promise.all(nodes.map(async (n) => n.service?.stop('SIGKILL')));
     await proxy.stop();
     await deleteStreams(stream, `KV_${stream}_keys`);
   });
