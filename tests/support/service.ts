@@ -24,7 +24,16 @@ export interface RunningService {
 export function startService(env: Record<string, string>): RunningService {
   const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'info', ...env },
+    // Every port defaults to 0 (a free one) so that services started side by side never collide.
+    env: {
+      PATH: process.env.PATH ?? '',
+      LOG_LEVEL: 'info',
+      TOKENS_PORT: '0',
+      GRADES_SET_PORT: '0',
+      GRADES_GET_PORT: '0',
+      GRADES_PASSWORD: 'test-password',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Record<string, unknown>[] = [];
