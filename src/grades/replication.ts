@@ -173,46 +173,85 @@ export interface ConsumeOptions {
   readonly apply: (seq: number, msg: ReplicationMessage) => Promise<void>;
   /** Called once, when the consumer has read everything the stream held (pending 0). */
   readonly onCaughtUp: () => void;
+  /** How long the consumer may sit behind the stream without receiving anything before it is recreated. */
+  readonly stallMs?: number;
   readonly log: Logger;
 }
 
 /**
- * Reads the stream from `startSeq` with an ordered consumer (recreated by the client after gaps or reconnects)
- * and hands every message to `apply` in sequence order. Malformed messages are logged and skipped. Resolves with
- * a `stop` function.
+ * Reads the stream from `startSeq` with an ordered consumer and hands every message to `apply` in sequence
+ * order. The client recreates an ordered consumer after gaps and reconnects; as a second line of defence, if the
+ * message iterator ends, or the stream holds messages past our position and none arrives for `stallMs`, the
+ * consumer is recreated here from the next sequence (the store ignores anything it already has). Malformed
+ * messages are logged and skipped. Resolves with a `stop` function.
  */
 export async function consumeStream(o: ConsumeOptions): Promise<() => Promise<void>> {
   const js = jetstream(o.nc);
-  const consumer = await js.consumers.get(
-    o.stream,
-    o.startSeq > 1 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: o.startSeq } : {},
-  );
-  const range = await streamRange(o.nc, o.stream);
+  const stallMs = o.stallMs ?? 3000;
+  let next = o.startSeq;
+  let stopped = false;
   let caughtUp = false;
+  let current: { close(): Promise<void | Error>; stop(): void } | undefined;
+  let lastProgress = Date.now();
   const caughtUpNow = () => {
     if (!caughtUp) {
       caughtUp = true;
       o.onCaughtUp();
     }
   };
-  if (range.last < o.startSeq) caughtUpNow();
-  const messages = await consumer.consume({ max_messages: 1024 });
-  const done = (async () => {
-    for await (const m of messages) {
-      let msg: ReplicationMessage;
+  if ((await streamRange(o.nc, o.stream)).last < next) caughtUpNow();
+
+  const watchdog = setInterval(() => {
+    void streamRange(o.nc, o.stream)
+      .then((range) => {
+        if (range.last < next) {
+          lastProgress = Date.now();
+          caughtUpNow();
+        } else if (Date.now() - lastProgress > stallMs && current) {
+          o.log.warn({ next, last: range.last }, 'replication consumer stalled; recreating it');
+          lastProgress = Date.now();
+          current.stop();
+        }
+      })
+      .catch(() => undefined);
+  }, Math.max(250, Math.floor(stallMs / 3)));
+  watchdog.unref();
+
+  const loop = (async () => {
+    while (!stopped) {
       try {
-        msg = replicationMessageSchema.parse(m.json());
+        const consumer = await js.consumers.get(
+          o.stream,
+          next > 1 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: next } : {},
+        );
+        const messages = await consumer.consume({ max_messages: 1024 });
+        current = messages;
+        for await (const m of messages) {
+          lastProgress = Date.now();
+          if (m.seq < next) continue;
+          next = m.seq + 1;
+          let msg: ReplicationMessage;
+          try {
+            msg = replicationMessageSchema.parse(m.json());
+          } catch (err) {
+            o.log.warn({ seq: m.seq, err: describeError(err) }, 'skipping a malformed replication message');
+            if (m.info.pending === 0) caughtUpNow();
+            continue;
+          }
+          await o.apply(m.seq, msg);
+          if (m.info.pending === 0) caughtUpNow();
+        }
       } catch (err) {
-        o.log.warn({ seq: m.seq, err: describeError(err) }, 'skipping a malformed replication message');
-        if (m.info.pending === 0) caughtUpNow();
-        continue;
+        if (!stopped) o.log.warn({ next, err: describeError(err) }, 'replication consumer failed; recreating it');
       }
-      await o.apply(m.seq, msg);
-      if (m.info.pending === 0) caughtUpNow();
+      if (!stopped) await new Promise((r) => setTimeout(r, 250));
     }
   })();
+
   return async () => {
-    await messages.close();
-    await done.catch(() => undefined);
+    stopped = true;
+    clearInterval(watchdog);
+    await current?.close();
+    await loop.catch(() => undefined);
   };
 }

@@ -89,7 +89,9 @@ describe('grades replication through the real NATS', () => {
       async () => JSON.stringify(await records(a)) === JSON.stringify(await records(b)),
       10_000,
       'identical records',
-    );
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; a=${JSON.stringify(a.state)} b=${JSON.stringify(b.state)}`);
+    });
     expect(a.actor.state.unconfirmed).to.equal(0);
     expect(b.actor.state.unconfirmed).to.equal(0);
     const all = await records(a);
