@@ -201,20 +201,23 @@ export async function consumeStream(o: ConsumeOptions): Promise<() => Promise<vo
   };
   if ((await streamRange(o.nc, o.stream)).last < next) caughtUpNow();
 
-  const watchdog = setInterval(() => {
-    void streamRange(o.nc, o.stream)
-      .then((range) => {
-        if (range.last < next) {
-          lastProgress = Date.now();
-          caughtUpNow();
-        } else if (Date.now() - lastProgress > stallMs && current) {
-          o.log.warn({ next, last: range.last }, 'replication consumer stalled; recreating it');
-          lastProgress = Date.now();
-          current.stop();
-        }
-      })
-      .catch(() => undefined);
-  }, Math.max(250, Math.floor(stallMs / 3)));
+  const watchdog = setInterval(
+    () => {
+      void streamRange(o.nc, o.stream)
+        .then((range) => {
+          if (range.last < next) {
+            lastProgress = Date.now();
+            caughtUpNow();
+          } else if (Date.now() - lastProgress > stallMs && current) {
+            o.log.warn({ next, last: range.last }, 'replication consumer stalled; recreating it');
+            lastProgress = Date.now();
+            current.stop();
+          }
+        })
+        .catch(() => undefined);
+    },
+    Math.max(250, Math.floor(stallMs / 3)),
+  );
   watchdog.unref();
 
   const loop = (async () => {
@@ -242,7 +245,8 @@ export async function consumeStream(o: ConsumeOptions): Promise<() => Promise<vo
           if (m.info.pending === 0) caughtUpNow();
         }
       } catch (err) {
-        if (!stopped) o.log.warn({ next, err: describeError(err) }, 'replication consumer failed; recreating it');
+        if (!stopped)
+          o.log.warn({ next, err: describeError(err) }, 'replication consumer failed; recreating it');
       }
       if (!stopped) await new Promise((r) => setTimeout(r, 250));
     }

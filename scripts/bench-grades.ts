@@ -1,0 +1,340 @@
+/**
+ * Grades benchmark; every figure next to a baseline measured in the same run:
+ *  1. GET /get requests/s and p99 vs a bare node:http server answering a fixed JSON (wrk, alternating rounds);
+ *  2. POST /set requests/s with replication on vs the bare server parsing and echoing JSON;
+ *  3. replication lag p50/p99, set on one replica to visible on another, at a steady rate, vs the raw JetStream
+ *     publish-to-consume time of the same NATS;
+ *  4. with N records (default 1,000,000): backup time, size and peak RSS growth, vs gzipping the same rows
+ *     in-process in chunks of 1,000; then the time for a new replica to join from that backup.
+ *
+ *   node --import tsx scripts/bench-grades.ts [--rounds 3] [--seconds 5] [--records 1000000] [--rate 1000]
+ *
+ * Needs wrk (Debian package `wrk`) and NATS with JetStream (NATS_URL, default nats://127.0.0.1:4222); uses its
+ * own stream names and deletes them afterwards.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs, promisify } from 'node:util';
+import { createGzip } from 'node:zlib';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import { BACKUP_COLUMNS } from '../src/grades/backup.js';
+import { startService, type RunningService } from '../tests/support/service.js';
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    seconds: { type: 'string', default: '5' },
+    connections: { type: 'string', default: '32' },
+    records: { type: 'string', default: '1000000' },
+    rate: { type: 'string', default: '1000' },
+  },
+});
+const ROUNDS = Number(values.rounds);
+const SECONDS = Number(values.seconds);
+const CONNECTIONS = Number(values.connections);
+const RECORDS = Number(values.records);
+const RATE = Number(values.rate);
+const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+const PASSWORD = 'bench-password';
+const AUTH = `Basic ${Buffer.from(`grades:${PASSWORD}`).toString('base64')}`;
+const run = promisify(execFile);
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+const quantile = (xs: number[], q: number) =>
+  [...xs].sort((a, b) => a - b)[Math.floor(q * (xs.length - 1))] ?? NaN;
+
+interface WrkResult {
+  rps: number;
+  p99: number;
+  errors: number;
+}
+
+async function wrk(url: string, script?: string): Promise<WrkResult> {
+  const args = [
+    '-t1',
+    `-c${CONNECTIONS}`,
+    `-d${SECONDS}s`,
+    '--latency',
+    ...(script ? ['-s', script] : []),
+    url,
+  ];
+  const { stdout } = await run('wrk', args);
+  const p99 = /^\s*99%\s+([\d.]+)(us|ms|s)/m.exec(stdout);
+  const scale = p99?.[2] === 'us' ? 0.001 : p99?.[2] === 's' ? 1000 : 1;
+  return {
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1]),
+    p99: Number(p99?.[1]) * scale,
+    errors: Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(stdout)?.[1] ?? 0),
+  };
+}
+
+async function alternate(
+  name: string,
+  baseline: () => Promise<WrkResult>,
+  subject: () => Promise<WrkResult>,
+) {
+  const b: WrkResult[] = [];
+  const s: WrkResult[] = [];
+  await baseline();
+  await subject(); // warm-up
+  for (let i = 0; i < ROUNDS; i++) {
+    b.push(await baseline());
+    s.push(await subject());
+  }
+  const row = (label: string, rs: WrkResult[]) =>
+    `  ${label.padEnd(9)} ${Math.round(median(rs.map((r) => r.rps)))} req/s  p99 ${median(rs.map((r) => r.p99)).toFixed(2)} ms  errors ${rs.reduce((n, r) => n + r.errors, 0)}  rounds ${rs.map((r) => Math.round(r.rps)).join('/')}`;
+  console.log(`\n${name}`);
+  console.log(row('baseline', b));
+  console.log(row('service', s));
+  console.log(`  ratio     ${(median(s.map((r) => r.rps)) / median(b.map((r) => r.rps))).toFixed(2)}x`);
+}
+
+function spawnBare(): Promise<{ proc: ChildProcess; port: number }> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'scripts/lib/bare-json-server.ts'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve) =>
+    proc.stdout?.once('data', (d: Buffer) =>
+      resolve({ proc, port: (JSON.parse(d.toString()) as { port: number }).port }),
+    ),
+  );
+}
+
+async function rssKb(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+}
+
+async function waitReady(port: number, ms = 600_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const res = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
+    if (res?.status === 200) return;
+    if (Date.now() > deadline) throw new Error('replica not ready');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function main(): Promise<void> {
+  const tag = `BENCH_${process.pid}`;
+  const dir = await mkdtemp(join(tmpdir(), 'bench-grades-'));
+  const services: RunningService[] = [];
+  const bare = await spawnBare();
+  const nc = await connect({ servers: NATS_URL });
+  const jsm = await jetstreamManager(nc);
+  try {
+    const env = (name: string, extra: Record<string, string> = {}) => ({
+      REPLICA_ID: name,
+      GRADES_PASSWORD: PASSWORD,
+      GRADES_STREAM: tag,
+      GRADES_SUBJECT: `${tag}.set`,
+      NATS_URL,
+      NATS_KEYS_BUCKET: `${tag}_keys`,
+      SIGNING_WORKERS: '0',
+      LOG_LEVEL: 'info',
+      ...extra,
+    });
+    const a = startService(env('a'));
+    services.push(a);
+    const aPorts = (await a.ready) as { gradesSetPort: number; gradesGetPort: number };
+    await waitReady(aPorts.gradesGetPort);
+    const b = startService(env('b', { GRADES_PEERS: `http://127.0.0.1:${aPorts.gradesGetPort}` }));
+    services.push(b);
+    const bPorts = (await b.ready) as { gradesSetPort: number; gradesGetPort: number };
+    await waitReady(bPorts.gradesGetPort);
+
+    await fetch(`http://127.0.0.1:${aPorts.gradesSetPort}/set`, {
+      method: 'POST',
+      headers: { authorization: AUTH, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        user_id: 'bench-user',
+        postpaid_limit: 1,
+        spp: 2,
+        shipping_fee: 3,
+        return_fee: 4,
+      }),
+    });
+    console.log(
+      `grades: ${ROUNDS} rounds × ${SECONDS}s, ${CONNECTIONS} connections (wrk), baseline and service alternate`,
+    );
+    await alternate(
+      'GET /get',
+      () => wrk(`http://127.0.0.1:${bare.port}/get?user_id=bench-user`),
+      () => wrk(`http://127.0.0.1:${aPorts.gradesGetPort}/get?user_id=bench-user`),
+    );
+
+    const setScript = join(dir, 'set.lua');
+    await writeFile(
+      setScript,
+      [
+        'wrk.method = "POST"',
+        'wrk.headers["Content-Type"] = "application/json"',
+        `wrk.headers["Authorization"] = "${AUTH}"`,
+        'local n = 0',
+        'request = function()',
+        '  n = n + 1',
+        '  return wrk.format(nil, nil, nil, string.format(\'{"user_id":"u%d","spp":%d}\', n % 100000, n))',
+        'end',
+      ].join('\n'),
+    );
+    await alternate(
+      'POST /set (replication on)',
+      () => wrk(`http://127.0.0.1:${bare.port}/set`, setScript),
+      () => wrk(`http://127.0.0.1:${aPorts.gradesSetPort}/set`, setScript),
+    );
+    // Let b catch up before measuring lag.
+    await new Promise((r) => setTimeout(r, 3000));
+
+    // Replication lag at a steady rate: every 20th write is watched on b until visible.
+    const lags: number[] = [];
+    const total = RATE * SECONDS;
+    const started = Date.now();
+    const watchers: Promise<void>[] = [];
+    for (let i = 0; i < total; i++) {
+      const due = started + (i * 1000) / RATE;
+      const wait = due - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      const userId = `lag-${i}`;
+      const sentAt = performance.now();
+      const set = fetch(`http://127.0.0.1:${aPorts.gradesSetPort}/set`, {
+        method: 'POST',
+        headers: { authorization: AUTH, 'content-type': 'application/json' },
+        body: JSON.stringify({ user_id: userId, spp: i }),
+      });
+      if (i % 20 === 0) {
+        watchers.push(
+          (async () => {
+            await set;
+            for (;;) {
+              const res = await fetch(`http://127.0.0.1:${bPorts.gradesGetPort}/get?user_id=${userId}`);
+              await res.arrayBuffer();
+              if (res.status === 200) break;
+              await new Promise((r) => setTimeout(r, 1));
+            }
+            lags.push(performance.now() - sentAt);
+          })(),
+        );
+      } else void set.then((r) => r.arrayBuffer());
+    }
+    await Promise.all(watchers);
+    // Floor: JetStream publish to ordered-consumer delivery on the same server.
+    await jsm.streams.add({ name: `${tag}_FLOOR`, subjects: [`${tag}.floor`] });
+    const js = jetstream(nc);
+    const floorConsumer = await js.consumers.get(`${tag}_FLOOR`);
+    const floorMessages = await floorConsumer.consume();
+    const floor: number[] = [];
+    const sent = new Map<number, number>();
+    const reading = (async () => {
+      for await (const m of floorMessages) {
+        floor.push(performance.now() - (sent.get(m.seq) ?? 0));
+        if (floor.length >= 250) break;
+      }
+    })();
+    for (let i = 0; i < 250; i++) {
+      const t = performance.now();
+      const ack = await js.publish(`${tag}.floor`, 'x');
+      sent.set(ack.seq, t);
+      await new Promise((r) => setTimeout(r, 4));
+    }
+    await reading;
+    console.log(
+      `\nreplication lag, set on a → visible on b, ${RATE} sets/s for ${SECONDS}s (${lags.length} samples)`,
+    );
+    console.log(
+      `  baseline  JetStream publish → consume  p50 ${quantile(floor, 0.5).toFixed(2)} ms  p99 ${quantile(floor, 0.99).toFixed(2)} ms`,
+    );
+    console.log(
+      `  service   set → get on another replica p50 ${quantile(lags, 0.5).toFixed(2)} ms  p99 ${quantile(lags, 0.99).toFixed(2)} ms`,
+    );
+
+    // N records: publish them straight into the stream, as writes from another replica, and let a catch up.
+    const t0 = Date.now();
+    const window: Promise<unknown>[] = [];
+    for (let i = 0; i < RECORDS; i++) {
+      const msg = {
+        origin: 'bench/1',
+        n: i,
+        update: { user_id: `big-${i}`, postpaid_limit: i, spp: i % 100, shipping_fee: 300, return_fee: 150 },
+      };
+      window.push(js.publish(`${tag}.set`, JSON.stringify(msg)));
+      if (window.length >= 2000) await Promise.all(window.splice(0));
+    }
+    await Promise.all(window);
+    const lastSeq = (await jsm.streams.info(tag)).state.last_seq;
+    const metricsOf = async (port: number) => await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    for (;;) {
+      const m = /^grades_stream_position (\d+)/m.exec(await metricsOf(aPorts.gradesGetPort));
+      if (Number(m?.[1]) >= lastSeq) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    console.log(
+      `\n${RECORDS} records: published and applied by a in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+    );
+
+    // Baseline: the same rows, gzipped in-process in chunks of 1,000.
+    const tb = performance.now();
+    let baseSize = 0;
+    await new Promise<void>((resolve) => {
+      const gz = createGzip();
+      gz.on('data', (c: Buffer) => (baseSize += c.length));
+      gz.on('end', resolve);
+      gz.write(`${BACKUP_COLUMNS.join(',')}\n`);
+      const writeChunk = (from: number) => {
+        for (let i = from; i < RECORDS; i += 1000) {
+          const lines: string[] = [];
+          for (let j = i; j < Math.min(i + 1000, RECORDS); j++)
+            lines.push(`big-${j},${j},${j % 100},300,150,${j + 1},${j + 1},${j + 1},${j + 1},,\n`);
+          if (!gz.write(lines.join(''))) {
+            gz.once('drain', () => writeChunk(i + 1000));
+            return;
+          }
+        }
+        gz.end();
+      };
+      writeChunk(0);
+    });
+    const baseSeconds = (performance.now() - tb) / 1000;
+
+    const pid = a.proc.pid ?? 0;
+    const rssBefore = await rssKb(pid);
+    let rssPeak = rssBefore;
+    const sampler = setInterval(() => void rssKb(pid).then((kb) => (rssPeak = Math.max(rssPeak, kb))), 20);
+    const tBackup = performance.now();
+    const res = await fetch(`http://127.0.0.1:${aPorts.gradesGetPort}/backup`, {
+      headers: { authorization: AUTH },
+    });
+    let size = 0;
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) size += chunk.length;
+    const backupSeconds = (performance.now() - tBackup) / 1000;
+    clearInterval(sampler);
+    console.log(
+      `  baseline  gzip of the same rows in-process: ${baseSeconds.toFixed(2)} s, ${(baseSize / 1e6).toFixed(1)} MB`,
+    );
+    console.log(
+      `  backup    GET /backup: ${backupSeconds.toFixed(2)} s, ${(size / 1e6).toFixed(1)} MB, peak RSS growth ${((rssPeak - rssBefore) / 1024).toFixed(1)} MB`,
+    );
+
+    const tJoin = Date.now();
+    const c = startService(env('c', { GRADES_PEERS: `http://127.0.0.1:${aPorts.gradesGetPort}` }));
+    services.push(c);
+    const cPorts = (await c.ready) as { gradesGetPort: number };
+    await waitReady(cPorts.gradesGetPort);
+    const loaded = c.logs.find((l) => l.msg === 'backup loaded') as
+      { ms?: number; rows?: number } | undefined;
+    console.log(
+      `  join      new replica ready ${((Date.now() - tJoin) / 1000).toFixed(1)} s after spawn (backup download and load ${((loaded?.ms ?? NaN) / 1000).toFixed(1)} s, ${loaded?.rows} rows)`,
+    );
+  } finally {
+    await Promise.all(services.map((s) => s.stop('SIGTERM')));
+    bare.proc.kill('SIGTERM');
+    for (const name of [tag, `${tag}_FLOOR`, `KV_${tag}_keys`])
+      await jsm.streams.delete(name).catch(() => undefined);
+    await nc.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
