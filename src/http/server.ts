@@ -65,12 +65,21 @@ interface CompiledRoute extends Route {
 export class HttpServer {
   readonly #options: HttpServerOptions;
   readonly #routes: CompiledRoute[];
+  /** Routes without parameters, by exact path: most requests are found with one lookup. */
+  readonly #static = new Map<string, CompiledRoute[]>();
+  /** Histogram children by label values, so a request does not hash its labels again. */
+  readonly #timers = new Map<string, { observe(seconds: number): void }>();
   readonly #server: Server;
   #stopping: Promise<void> | undefined;
 
   constructor(options: HttpServerOptions) {
     this.#options = options;
     this.#routes = options.routes.map((r) => ({ ...r, segments: r.path.split('/').filter(Boolean) }));
+    for (const route of this.#routes) {
+      if (route.segments.some((s) => s.startsWith(':'))) continue;
+      const key = `/${route.segments.join('/')}`;
+      this.#static.set(key, [...(this.#static.get(key) ?? []), route]);
+    }
     this.#server = createServer((req, res) => void this.#handle(req, res));
     this.#server.keepAliveTimeout = 5_000;
     this.#server.headersTimeout = 10_000;
@@ -110,8 +119,10 @@ export class HttpServer {
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = process.hrtime.bigint();
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const match = this.#match(req.method ?? 'GET', url.pathname);
+    const raw = req.url ?? '/';
+    const q = raw.indexOf('?');
+    const pathname = q < 0 ? raw : raw.slice(0, q);
+    const match = this.#match(req.method ?? 'GET', pathname);
     let routeLabel = 'unmatched';
     let status = 500;
     try {
@@ -124,8 +135,8 @@ export class HttpServer {
         routeLabel = match.route.path;
         response = await match.route.handler({
           method: req.method ?? 'GET',
-          path: url.pathname,
-          query: url.searchParams,
+          path: pathname,
+          query: new URLSearchParams(q < 0 ? '' : raw.slice(q + 1)),
           params: match.params,
           headers: req.headers,
           body: () => readBody(req, this.#options.maxBodyBytes),
@@ -149,9 +160,19 @@ export class HttpServer {
       }
     } finally {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      this.#options.metrics.httpDuration
-        .labels(this.#options.name, routeLabel, req.method ?? 'GET', String(status))
-        .observe(seconds);
+      const method = req.method ?? 'GET';
+      const key = `${routeLabel} ${method} ${status}`;
+      let timer = this.#timers.get(key);
+      if (!timer) {
+        timer = this.#options.metrics.httpDuration.labels(
+          this.#options.name,
+          routeLabel,
+          method,
+          String(status),
+        );
+        this.#timers.set(key, timer);
+      }
+      timer.observe(seconds);
     }
   }
 
@@ -176,6 +197,11 @@ export class HttpServer {
     pathname: string,
   ): { route: CompiledRoute; params: Record<string, string> } | 'method-not-allowed' | undefined {
     const segments = pathname.split('/').filter(Boolean);
+    const exact = this.#static.get(`/${segments.join('/')}`);
+    if (exact) {
+      const route = exact.find((r) => r.method === method || (method === 'HEAD' && r.method === 'GET'));
+      if (route) return { route, params: {} };
+    }
     let pathMatched = false;
     for (const route of this.#routes) {
       const params = matchSegments(route.segments, segments);
