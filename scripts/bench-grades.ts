@@ -12,16 +12,17 @@
  * Needs wrk (Debian package `wrk`) and NATS with JetStream (NATS_URL, default nats://127.0.0.1:4222); uses its
  * own stream names and deletes them afterwards.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs, promisify } from 'node:util';
+import { parseArgs } from 'node:util';
 import { createGzip } from 'node:zlib';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { BACKUP_COLUMNS } from '../src/grades/backup.js';
 import { startService, type RunningService } from '../tests/support/service.js';
+import { median, quantile, runWrk, type WrkResult } from './lib/load.js';
 
 const { values } = parseArgs({
   options: {
@@ -40,35 +41,9 @@ const RATE = Number(values.rate);
 const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 const PASSWORD = 'bench-password';
 const AUTH = `Basic ${Buffer.from(`grades:${PASSWORD}`).toString('base64')}`;
-const run = promisify(execFile);
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
-const quantile = (xs: number[], q: number) =>
-  [...xs].sort((a, b) => a - b)[Math.floor(q * (xs.length - 1))] ?? NaN;
-
-interface WrkResult {
-  rps: number;
-  p99: number;
-  errors: number;
-}
-
-async function wrk(url: string, script?: string): Promise<WrkResult> {
-  const args = [
-    '-t1',
-    `-c${CONNECTIONS}`,
-    `-d${SECONDS}s`,
-    '--latency',
-    ...(script ? ['-s', script] : []),
-    url,
-  ];
-  const { stdout } = await run('wrk', args);
-  const p99 = /^\s*99%\s+([\d.]+)(us|ms|s)/m.exec(stdout);
-  const scale = p99?.[2] === 'us' ? 0.001 : p99?.[2] === 's' ? 1000 : 1;
-  return {
-    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1]),
-    p99: Number(p99?.[1]) * scale,
-    errors: Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(stdout)?.[1] ?? 0),
-  };
+function wrk(url: string, script?: string): Promise<WrkResult> {
+  return runWrk(url, { connections: CONNECTIONS, seconds: SECONDS, ...(script ? { script } : {}) });
 }
 
 async function alternate(

@@ -19,6 +19,7 @@ import { PostgresPublicKeyRepository } from '../src/keys/postgres-repository.js'
 import type { PublicKey } from '../src/keys/public-key.js';
 import { silentLogger } from '../src/log.js';
 import { TcpFaultProxy, type ProxyMode } from '../tests/support/tcp-proxy.js';
+import { median, quantile } from './lib/load.js';
 
 const { values } = parseArgs({
   options: { rounds: { type: 'string', default: '7' }, ms: { type: 'string', default: '300' } },
@@ -47,15 +48,6 @@ async function run(get: () => Promise<unknown>, ms: number): Promise<Run> {
   }
   return { opsPerSec: latenciesUs.length / (Number(now - started) / 1e9), latenciesUs };
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
-};
-const quantile = (xs: number[], q: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN;
-};
 
 interface Row {
   mode: string;

@@ -10,15 +10,16 @@
  * The load generator shares the machine's cores with the servers, so a light one matters: `wrk` (Debian package
  * `wrk`, one thread) is used when installed, autocannon (in-process, heavier) otherwise.
  */
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs, promisify } from 'node:util';
+import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { hashSecret } from '../src/tokens/client-auth.js';
 import { TestIdp } from '../tests/support/idp.js';
+import { hasWrk, median, runWrk } from './lib/load.js';
 
 const { values } = parseArgs({
   options: {
@@ -30,15 +31,6 @@ const { values } = parseArgs({
   },
 });
 
-function hasWrk(): boolean {
-  try {
-    execFileSync('wrk', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch (err) {
-    // wrk prints its version and exits 1.
-    return (err as { status?: number }).status === 1;
-  }
-}
 const ROUNDS = Number(values.rounds);
 const SECONDS = Number(values.seconds);
 const CONNECTIONS = Number(values.connections);
@@ -85,7 +77,7 @@ async function load(port: number, body: string, headers: Record<string, string>)
   return values.loader === 'wrk' ? loadWrk(port, body, headers) : loadAutocannon(port, body, headers);
 }
 
-/** One wrk run (one thread); its Lua script sets the method, headers and body. */
+/** One wrk run; its Lua script sets the method, headers and body. */
 async function loadWrk(port: number, body: string, headers: Record<string, string>): Promise<Result> {
   const script = join(scratch, 'post.lua');
   const allHeaders = { 'Content-Type': 'application/x-www-form-urlencoded', ...headers };
@@ -99,29 +91,7 @@ async function loadWrk(port: number, body: string, headers: Record<string, strin
       ),
     ].join('\n'),
   );
-  const { stdout } = await promisify(execFile)('wrk', [
-    '-t1',
-    `-c${CONNECTIONS}`,
-    `-d${SECONDS}s`,
-    '--latency',
-    '-s',
-    script,
-    `http://127.0.0.1:${port}/token`,
-  ]);
-  const ms = (label: string) => {
-    const m = new RegExp(`^\\s*${label}\\s+([\\d.]+)(us|ms|s)`, 'm').exec(stdout);
-    if (!m) return NaN;
-    const v = Number(m[1]);
-    return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
-  };
-  return {
-    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? NaN),
-    p50: ms('50%'),
-    p99: ms('99%'),
-    errors:
-      Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(stdout)?.[1] ?? 0) +
-      Number(/Socket errors:.*?timeout (\d+)/.exec(stdout)?.[1] ?? 0),
-  };
+  return runWrk(`http://127.0.0.1:${port}/token`, { connections: CONNECTIONS, seconds: SECONDS, script });
 }
 
 async function loadAutocannon(port: number, body: string, headers: Record<string, string>): Promise<Result> {
@@ -142,8 +112,6 @@ async function loadAutocannon(port: number, body: string, headers: Record<string
 }
 
 let scratch = tmpdir();
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
 async function main(): Promise<void> {
   const idp = await new TestIdp('bench-idp').start();

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { Counter, Gauge, Histogram } from 'prom-client';
+import { Counter, Histogram } from 'prom-client';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
 import { healthRoutes } from './http/health.js';
@@ -12,7 +12,7 @@ import { KeyStore, MemoryOnlyBackend, type KeyStoreBackend } from './keys/key-st
 import { MemoryPublicKeyRepository } from './keys/memory-repository.js';
 import { createPgPool } from './keys/pg-pool.js';
 import { PostgresPublicKeyRepository } from './keys/postgres-repository.js';
-import { createMetrics, type Metrics } from './metrics.js';
+import { createMetrics, readGauge, type Metrics } from './metrics.js';
 import { NatsClient } from './nats/connection.js';
 import { Supervisor, type Component } from './supervisor.js';
 import { undiciFetchJson, type FetchJson } from './tokens/http-fetch.js';
@@ -171,47 +171,37 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
   });
   components.push(keyRotation);
 
-  new Gauge({
-    name: 'keystore_pending_writes',
-    help: 'Public keys held in memory and waiting to be written to Postgres.',
-    registers: [metrics.registry],
-    collect() {
-      this.set(keyStore.state.pending);
-    },
-  });
-  new Gauge({
-    name: 'keystore_postgres_available',
-    help: '1 while the key store calls Postgres on callers behalf, 0 while it serves from memory.',
-    registers: [metrics.registry],
-    collect() {
-      this.set(keyStore.state.postgresAvailable ? 1 : 0);
-    },
-  });
+  readGauge(
+    metrics,
+    'keystore_pending_writes',
+    'Public keys held in memory and waiting to be written to Postgres.',
+    () => keyStore.state.pending,
+  );
+  readGauge(
+    metrics,
+    'keystore_postgres_available',
+    '1 while the key store calls Postgres on callers behalf, 0 while it serves from memory.',
+    () => (keyStore.state.postgresAvailable ? 1 : 0),
+  );
 
-  new Gauge({
-    name: 'grades_records',
-    help: 'UserGrade records held by this replica.',
-    registers: [metrics.registry],
-    collect() {
-      this.set(grades.actor.state.records);
-    },
-  });
-  new Gauge({
-    name: 'grades_outbox',
-    help: 'Local grade writes not yet acknowledged by the stream.',
-    registers: [metrics.registry],
-    collect() {
-      this.set(grades.outboxSize);
-    },
-  });
-  new Gauge({
-    name: 'grades_stream_position',
-    help: 'Highest replication stream sequence applied by this replica.',
-    registers: [metrics.registry],
-    collect() {
-      this.set(grades.actor.state.position);
-    },
-  });
+  readGauge(
+    metrics,
+    'grades_records',
+    'UserGrade records held by this replica.',
+    () => grades.actor.state.records,
+  );
+  readGauge(
+    metrics,
+    'grades_outbox',
+    'Local grade writes not yet acknowledged by the stream.',
+    () => grades.outboxSize,
+  );
+  readGauge(
+    metrics,
+    'grades_stream_position',
+    'Highest replication stream sequence applied by this replica.',
+    () => grades.actor.state.position,
+  );
 
   const fetchJson = deps.fetchJson ?? undiciFetchJson;
   const providers: Provider[] = tokensConfig.providers.map((p) => ({

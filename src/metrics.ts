@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 /** The process's Prometheus registry and the instruments shared across modules. */
 export interface Metrics {
@@ -18,4 +18,16 @@ export function createMetrics(): Metrics {
     registers: [registry],
   });
   return { registry, httpDuration };
+}
+
+/** A gauge whose value is read from its owner each time Prometheus scrapes. */
+export function readGauge(metrics: Metrics, name: string, help: string, read: () => number): void {
+  new Gauge({
+    name,
+    help,
+    registers: [metrics.registry],
+    collect() {
+      this.set(read());
+    },
+  });
 }

@@ -26,14 +26,6 @@ export interface BackupStream {
   readonly body: Readable;
 }
 
-function csvField(value: string): string {
-  return /[",\r\n]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
-}
-
-function rowLine(row: BackupRow): string {
-  return `${csvField(row.user_id)},${row.values.join(',')},${row.seqs.join(',')},,\n`;
-}
-
 /**
  * Streams the actor's records as csv.gz without building it in memory (G7): rows are pulled from the actor in
  * chunks of `chunkRows` between other messages, so writes go on while the backup runs, and the gzip stream's
@@ -50,9 +42,9 @@ export async function openBackup(actor: GradesActor, chunkRows = 1000): Promise<
       meta[meta.length - 1] = String(position);
       yield `${BACKUP_COLUMNS.join(',')}\n${meta.join(',')}\n`;
       for (;;) {
-        const rows = await actor.ask({ type: 'backupNext', id, max: chunkRows });
-        if (rows.length === 0) return;
-        yield rows.map(rowLine).join('');
+        const text = await actor.ask({ type: 'backupNext', id, max: chunkRows });
+        if (text === '') return;
+        yield text;
       }
     } finally {
       actor.tell({ type: 'backupClose', id });

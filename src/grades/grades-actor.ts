@@ -3,6 +3,11 @@ import { Actor } from '../actor/actor.js';
 import type { GradeUpdate, ReplicationMessage, UserGrade } from './model.js';
 import { GradeStore, type BackupRow } from './store.js';
 
+/** Quotes a CSV field when it needs it (RFC 4180). */
+export function csvField(value: string): string {
+  return /[",\r\n]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
+}
+
 /** The Grades actor's messages. */
 export type GradesMessage =
   | { readonly type: 'set'; readonly update: GradeUpdate }
@@ -24,7 +29,8 @@ export interface GradesReplies {
   load: void;
   restart: void;
   backupOpen: { id: number; position: number };
-  backupNext: BackupRow[];
+  /** CSV lines, '' once the backup has every row. */
+  backupNext: string;
   backupClose: void;
 }
 
@@ -45,7 +51,7 @@ export interface GradesActorOptions {
 export class GradesActor extends Actor<GradesMessage, GradesReplies> {
   readonly #store = new GradeStore();
   readonly #o: GradesActorOptions;
-  readonly #backups = new Map<number, IterableIterator<BackupRow>>();
+  readonly #backups = new Map<number, Iterator<[string, Float64Array]>>();
   #nextN = 1;
   #nextBackup = 1;
   /** The highest stream sequence applied: every message up to it is reflected. */
@@ -95,19 +101,15 @@ export class GradesActor extends Actor<GradesMessage, GradesReplies> {
         return;
       case 'backupOpen': {
         const id = this.#nextBackup++;
-        this.#backups.set(id, this.#store.rows());
+        this.#backups.set(id, this.#store.backupCursor());
         return { id, position: this.#position };
       }
       case 'backupNext': {
-        const rows: BackupRow[] = [];
-        const iterator = this.#backups.get(msg.id);
-        if (!iterator) return rows;
-        for (let next = iterator.next(); !next.done; next = iterator.next()) {
-          rows.push(next.value);
-          if (rows.length >= msg.max) return rows;
-        }
-        this.#backups.delete(msg.id);
-        return rows;
+        const cursor = this.#backups.get(msg.id);
+        if (!cursor) return '';
+        const text = GradeStore.csvLines(cursor, msg.max, csvField);
+        if (text === '') this.#backups.delete(msg.id);
+        return text;
       }
       case 'backupClose':
         this.#backups.delete(msg.id);
