@@ -8,6 +8,7 @@
  *     in-process in chunks of 1,000; then the time for a new replica to join from that backup.
  *
  *   node --import tsx scripts/bench-grades.ts [--rounds 3] [--seconds 5] [--records 1000000] [--rate 1000]
+ *                                             [--only get,set,lag,backup]
  *
  * Needs wrk (Debian package `wrk`) and NATS with JetStream (NATS_URL, default nats://127.0.0.1:4222); uses its
  * own stream names and deletes them afterwards.
@@ -19,6 +20,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createGzip } from 'node:zlib';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { Pool } from 'undici';
 import { connect } from '@nats-io/transport-node';
 import { BACKUP_COLUMNS } from '../src/grades/backup.js';
 import { startService, type RunningService } from '../tests/support/service.js';
@@ -31,6 +33,7 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '32' },
     records: { type: 'string', default: '1000000' },
     rate: { type: 'string', default: '1000' },
+    only: { type: 'string', default: 'get,set,lag,backup' },
   },
 });
 const ROUNDS = Number(values.rounds);
@@ -38,6 +41,7 @@ const SECONDS = Number(values.seconds);
 const CONNECTIONS = Number(values.connections);
 const RECORDS = Number(values.records);
 const RATE = Number(values.rate);
+const ONLY = new Set(values.only.split(','));
 const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 const PASSWORD = 'bench-password';
 const AUTH = `Basic ${Buffer.from(`grades:${PASSWORD}`).toString('base64')}`;
@@ -100,6 +104,7 @@ async function main(): Promise<void> {
   const bare = await spawnBare();
   const nc = await connect({ servers: NATS_URL });
   const jsm = await jetstreamManager(nc);
+  const js = jetstream(nc);
   try {
     const env = (name: string, extra: Record<string, string> = {}) => ({
       REPLICA_ID: name,
@@ -135,11 +140,12 @@ async function main(): Promise<void> {
     console.log(
       `grades: ${ROUNDS} rounds × ${SECONDS}s, ${CONNECTIONS} connections (wrk), baseline and service alternate`,
     );
-    await alternate(
-      'GET /get',
-      () => wrk(`http://127.0.0.1:${bare.port}/get?user_id=bench-user`),
-      () => wrk(`http://127.0.0.1:${aPorts.gradesGetPort}/get?user_id=bench-user`),
-    );
+    if (ONLY.has('get'))
+      await alternate(
+        'GET /get',
+        () => wrk(`http://127.0.0.1:${bare.port}/get?user_id=bench-user`),
+        () => wrk(`http://127.0.0.1:${aPorts.gradesGetPort}/get?user_id=bench-user`),
+      );
 
     const setScript = join(dir, 'set.lua');
     await writeFile(
@@ -155,153 +161,193 @@ async function main(): Promise<void> {
         'end',
       ].join('\n'),
     );
-    await alternate(
-      'POST /set (replication on)',
-      () => wrk(`http://127.0.0.1:${bare.port}/set`, setScript),
-      () => wrk(`http://127.0.0.1:${aPorts.gradesSetPort}/set`, setScript),
-    );
+    if (ONLY.has('set'))
+      await alternate(
+        'POST /set (replication on)',
+        () => wrk(`http://127.0.0.1:${bare.port}/set`, setScript),
+        () => wrk(`http://127.0.0.1:${aPorts.gradesSetPort}/set`, setScript),
+      );
     // Let b catch up before measuring lag.
     await new Promise((r) => setTimeout(r, 3000));
 
-    // Replication lag at a steady rate: every 20th write is watched on b until visible.
-    const lags: number[] = [];
-    const total = RATE * SECONDS;
-    const started = Date.now();
-    const watchers: Promise<void>[] = [];
-    for (let i = 0; i < total; i++) {
-      const due = started + (i * 1000) / RATE;
-      const wait = due - Date.now();
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      const userId = `lag-${i}`;
-      const sentAt = performance.now();
-      const set = fetch(`http://127.0.0.1:${aPorts.gradesSetPort}/set`, {
-        method: 'POST',
-        headers: { authorization: AUTH, 'content-type': 'application/json' },
-        body: JSON.stringify({ user_id: userId, spp: i }),
-      });
-      if (i % 20 === 0) {
-        watchers.push(
-          (async () => {
-            await set;
-            for (;;) {
-              const res = await fetch(`http://127.0.0.1:${bPorts.gradesGetPort}/get?user_id=${userId}`);
-              await res.arrayBuffer();
-              if (res.status === 200) break;
-              await new Promise((r) => setTimeout(r, 1));
-            }
-            lags.push(performance.now() - sentAt);
-          })(),
+    if (ONLY.has('lag')) {
+      // Replication lag at a steady rate: every 20th write is watched on b until visible.
+      const setLatencies: number[] = [];
+      const lags: number[] = [];
+      const total = RATE * SECONDS;
+      const watchers: Promise<void>[] = [];
+      // Warm both replicas' set, replication and get paths first; the first seconds of a process are JIT time.
+      for (let i = 0; i < 3000; i += 50) {
+        await Promise.all(
+          Array.from({ length: 50 }, (_, j) =>
+            fetch(`http://127.0.0.1:${aPorts.gradesSetPort}/set`, {
+              method: 'POST',
+              headers: { authorization: AUTH, 'content-type': 'application/json' },
+              body: JSON.stringify({ user_id: `warm-${i + j}`, spp: 1 }),
+            }).then((r) => r.arrayBuffer()),
+          ),
         );
-      } else void set.then((r) => r.arrayBuffer());
-    }
-    await Promise.all(watchers);
-    // Floor: JetStream publish to ordered-consumer delivery on the same server.
-    await jsm.streams.add({ name: `${tag}_FLOOR`, subjects: [`${tag}.floor`] });
-    const js = jetstream(nc);
-    const floorConsumer = await js.consumers.get(`${tag}_FLOOR`);
-    const floorMessages = await floorConsumer.consume();
-    const floor: number[] = [];
-    const sent = new Map<number, number>();
-    const reading = (async () => {
-      for await (const m of floorMessages) {
-        floor.push(performance.now() - (sent.get(m.seq) ?? 0));
-        if (floor.length >= 250) break;
+        await fetch(`http://127.0.0.1:${bPorts.gradesGetPort}/get?user_id=warm-${i}`).then((r) =>
+          r.arrayBuffer(),
+        );
       }
-    })();
-    for (let i = 0; i < 250; i++) {
-      // A fresh stream numbers messages 1, 2, …: record the send time before the message can arrive.
-      sent.set(i + 1, performance.now());
-      await js.publish(`${tag}.floor`, 'x');
-      await new Promise((r) => setTimeout(r, 4));
-    }
-    await reading;
-    console.log(
-      `\nreplication lag, set on a → visible on b, ${RATE} sets/s for ${SECONDS}s (${lags.length} samples)`,
-    );
-    console.log(
-      `  baseline  JetStream publish → consume  p50 ${quantile(floor, 0.5).toFixed(2)} ms  p99 ${quantile(floor, 0.99).toFixed(2)} ms`,
-    );
-    console.log(
-      `  service   set → get on another replica p50 ${quantile(lags, 0.5).toFixed(2)} ms  p99 ${quantile(lags, 0.99).toFixed(2)} ms`,
-    );
-
-    // N records: publish them straight into the stream, as writes from another replica, and let a catch up.
-    const t0 = Date.now();
-    const window: Promise<unknown>[] = [];
-    for (let i = 0; i < RECORDS; i++) {
-      const msg = {
-        origin: 'bench/1',
-        n: i,
-        update: { user_id: `big-${i}`, postpaid_limit: i, spp: i % 100, shipping_fee: 300, return_fee: 150 },
-      };
-      window.push(js.publish(`${tag}.set`, JSON.stringify(msg)));
-      if (window.length >= 2000) await Promise.all(window.splice(0));
-    }
-    await Promise.all(window);
-    const lastSeq = (await jsm.streams.info(tag)).state.last_seq;
-    const metricsOf = async (port: number) => await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    for (;;) {
-      const m = /^grades_stream_position (\d+)/m.exec(await metricsOf(aPorts.gradesGetPort));
-      if (Number(m?.[1]) >= lastSeq) break;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    console.log(
-      `\n${RECORDS} records: published and applied by a in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
-    );
-
-    // Baseline: the same rows, gzipped in-process in chunks of 1,000.
-    const tb = performance.now();
-    let baseSize = 0;
-    await new Promise<void>((resolve) => {
-      const gz = createGzip();
-      gz.on('data', (c: Buffer) => (baseSize += c.length));
-      gz.on('end', resolve);
-      gz.write(`${BACKUP_COLUMNS.join(',')}\n`);
-      const writeChunk = (from: number) => {
-        for (let i = from; i < RECORDS; i += 1000) {
-          const lines: string[] = [];
-          for (let j = i; j < Math.min(i + 1000, RECORDS); j++)
-            lines.push(`big-${j},${j},${j % 100},300,150,${j + 1},${j + 1},${j + 1},${j + 1},,\n`);
-          if (!gz.write(lines.join(''))) {
-            gz.once('drain', () => writeChunk(i + 1000));
-            return;
-          }
+      // The measuring client uses undici pools (much lighter than fetch): it shares the cores with both replicas.
+      const setPool = new Pool(`http://127.0.0.1:${aPorts.gradesSetPort}`, { connections: 16 });
+      const getPool = new Pool(`http://127.0.0.1:${bPorts.gradesGetPort}`, { connections: 16 });
+      const started = Date.now();
+      for (let i = 0; i < total; i++) {
+        const due = started + (i * 1000) / RATE;
+        const wait = due - Date.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        const userId = `lag-${i}`;
+        const sentAt = performance.now();
+        const set = setPool
+          .request({
+            method: 'POST',
+            path: '/set',
+            headers: { authorization: AUTH, 'content-type': 'application/json' },
+            body: JSON.stringify({ user_id: userId, spp: i }),
+          })
+          .then(async (r) => {
+            await r.body.dump();
+            setLatencies.push(performance.now() - sentAt);
+          });
+        if (i % 20 === 0) {
+          watchers.push(
+            (async () => {
+              await set;
+              for (;;) {
+                const res = await getPool.request({ method: 'GET', path: `/get?user_id=${userId}` });
+                await res.body.dump();
+                if (res.statusCode === 200) break;
+                await new Promise((r) => setImmediate(r));
+              }
+              lags.push(performance.now() - sentAt);
+            })(),
+          );
         }
-        gz.end();
-      };
-      writeChunk(0);
-    });
-    const baseSeconds = (performance.now() - tb) / 1000;
+      }
+      await Promise.all(watchers);
+      await Promise.all([setPool.close(), getPool.close()]);
+      // Floor: JetStream publish to ordered-consumer delivery on the same server.
+      await jsm.streams.add({ name: `${tag}_FLOOR`, subjects: [`${tag}.floor`] });
+      const floorConsumer = await js.consumers.get(`${tag}_FLOOR`);
+      const floorMessages = await floorConsumer.consume();
+      const floor: number[] = [];
+      const sent = new Map<number, number>();
+      const reading = (async () => {
+        for await (const m of floorMessages) {
+          floor.push(performance.now() - (sent.get(m.seq) ?? 0));
+          if (floor.length >= 250) break;
+        }
+      })();
+      for (let i = 0; i < 250; i++) {
+        // A fresh stream numbers messages 1, 2, …: record the send time before the message can arrive.
+        sent.set(i + 1, performance.now());
+        await js.publish(`${tag}.floor`, 'x');
+        await new Promise((r) => setTimeout(r, 4));
+      }
+      await reading;
+      console.log(
+        `\nreplication lag, set on a → visible on b, ${RATE} sets/s for ${SECONDS}s (${lags.length} samples)`,
+      );
+      console.log(
+        `  baseline  JetStream publish → consume  p50 ${quantile(floor, 0.5).toFixed(2)} ms  p99 ${quantile(floor, 0.99).toFixed(2)} ms`,
+      );
+      console.log(
+        `  service   set → get on another replica p50 ${quantile(lags, 0.5).toFixed(2)} ms  p99 ${quantile(lags, 0.99).toFixed(2)} ms`,
+      );
+      console.log(
+        `  (the set request alone: p50 ${quantile(setLatencies, 0.5).toFixed(2)} ms  p99 ${quantile(setLatencies, 0.99).toFixed(2)} ms)`,
+      );
+    }
 
-    const pid = a.proc.pid ?? 0;
-    const rssBefore = await rssKb(pid);
-    let rssPeak = rssBefore;
-    const sampler = setInterval(() => void rssKb(pid).then((kb) => (rssPeak = Math.max(rssPeak, kb))), 20);
-    const tBackup = performance.now();
-    const res = await fetch(`http://127.0.0.1:${aPorts.gradesGetPort}/backup`, {
-      headers: { authorization: AUTH },
-    });
-    let size = 0;
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) size += chunk.length;
-    const backupSeconds = (performance.now() - tBackup) / 1000;
-    clearInterval(sampler);
-    console.log(
-      `  baseline  gzip of the same rows in-process: ${baseSeconds.toFixed(2)} s, ${(baseSize / 1e6).toFixed(1)} MB`,
-    );
-    console.log(
-      `  backup    GET /backup: ${backupSeconds.toFixed(2)} s, ${(size / 1e6).toFixed(1)} MB, peak RSS growth ${((rssPeak - rssBefore) / 1024).toFixed(1)} MB`,
-    );
+    if (ONLY.has('backup')) {
+      // N records: publish them straight into the stream, as writes from another replica, and let a catch up.
+      const t0 = Date.now();
+      const window: Promise<unknown>[] = [];
+      for (let i = 0; i < RECORDS; i++) {
+        const msg = {
+          origin: 'bench/1',
+          n: i,
+          update: {
+            user_id: `big-${i}`,
+            postpaid_limit: i,
+            spp: i % 100,
+            shipping_fee: 300,
+            return_fee: 150,
+          },
+        };
+        window.push(js.publish(`${tag}.set`, JSON.stringify(msg)));
+        if (window.length >= 2000) await Promise.all(window.splice(0));
+      }
+      await Promise.all(window);
+      const lastSeq = (await jsm.streams.info(tag)).state.last_seq;
+      const metricsOf = async (port: number) =>
+        await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      for (;;) {
+        const m = /^grades_stream_position (\d+)/m.exec(await metricsOf(aPorts.gradesGetPort));
+        if (Number(m?.[1]) >= lastSeq) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      console.log(
+        `\n${RECORDS} records: published and applied by a in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+      );
 
-    const tJoin = Date.now();
-    const c = startService(env('c', { GRADES_PEERS: `http://127.0.0.1:${aPorts.gradesGetPort}` }));
-    services.push(c);
-    const cPorts = (await c.ready) as { gradesGetPort: number };
-    await waitReady(cPorts.gradesGetPort);
-    const loaded = c.logs.find((l) => l.msg === 'backup loaded') as
-      { ms?: number; rows?: number } | undefined;
-    console.log(
-      `  join      new replica ready ${((Date.now() - tJoin) / 1000).toFixed(1)} s after spawn (backup download and load ${((loaded?.ms ?? NaN) / 1000).toFixed(1)} s, ${loaded?.rows} rows)`,
-    );
+      // Baseline: the same rows, gzipped in-process in chunks of 1,000.
+      const tb = performance.now();
+      let baseSize = 0;
+      await new Promise<void>((resolve) => {
+        const gz = createGzip();
+        gz.on('data', (c: Buffer) => (baseSize += c.length));
+        gz.on('end', resolve);
+        gz.write(`${BACKUP_COLUMNS.join(',')}\n`);
+        const writeChunk = (from: number) => {
+          for (let i = from; i < RECORDS; i += 1000) {
+            const lines: string[] = [];
+            for (let j = i; j < Math.min(i + 1000, RECORDS); j++)
+              lines.push(`big-${j},${j},${j % 100},300,150,${j + 1},${j + 1},${j + 1},${j + 1},,\n`);
+            if (!gz.write(lines.join(''))) {
+              gz.once('drain', () => writeChunk(i + 1000));
+              return;
+            }
+          }
+          gz.end();
+        };
+        writeChunk(0);
+      });
+      const baseSeconds = (performance.now() - tb) / 1000;
+
+      const pid = a.proc.pid ?? 0;
+      const rssBefore = await rssKb(pid);
+      let rssPeak = rssBefore;
+      const sampler = setInterval(() => void rssKb(pid).then((kb) => (rssPeak = Math.max(rssPeak, kb))), 20);
+      const tBackup = performance.now();
+      const res = await fetch(`http://127.0.0.1:${aPorts.gradesGetPort}/backup`, {
+        headers: { authorization: AUTH },
+      });
+      let size = 0;
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) size += chunk.length;
+      const backupSeconds = (performance.now() - tBackup) / 1000;
+      clearInterval(sampler);
+      console.log(
+        `  baseline  gzip of the same rows in-process: ${baseSeconds.toFixed(2)} s, ${(baseSize / 1e6).toFixed(1)} MB`,
+      );
+      console.log(
+        `  backup    GET /backup: ${backupSeconds.toFixed(2)} s, ${(size / 1e6).toFixed(1)} MB, peak RSS growth ${((rssPeak - rssBefore) / 1024).toFixed(1)} MB`,
+      );
+
+      const tJoin = Date.now();
+      const c = startService(env('c', { GRADES_PEERS: `http://127.0.0.1:${aPorts.gradesGetPort}` }));
+      services.push(c);
+      const cPorts = (await c.ready) as { gradesGetPort: number };
+      await waitReady(cPorts.gradesGetPort);
+      const loaded = c.logs.find((l) => l.msg === 'backup loaded') as
+        { ms?: number; rows?: number } | undefined;
+      console.log(
+        `  join      new replica ready ${((Date.now() - tJoin) / 1000).toFixed(1)} s after spawn (backup download and load ${((loaded?.ms ?? NaN) / 1000).toFixed(1)} s, ${loaded?.rows} rows)`,
+      );
+    }
   } finally {
     await Promise.all(services.map((s) => s.stop('SIGTERM')));
     bare.proc.kill('SIGTERM');
