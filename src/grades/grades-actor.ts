@@ -62,6 +62,16 @@ export class GradesActor extends Actor<GradesMessage, GradesReplies> {
     this.#o = options;
   }
 
+  /**
+   * Reads a record without a message. Safe because every message of this actor is handled synchronously: between
+   * two messages the store is always consistent, and a synchronous read cannot observe a half-applied one. Only
+   * reads take this path; every change goes through the mailbox. It lets `GET /get` answer within the request
+   * event, which is what keeps reads close to a bare server's speed.
+   */
+  peek(userId: string): UserGrade | undefined {
+    return this.#store.get(userId);
+  }
+
   /** Stream position, record count and unconfirmed writes, for readiness and metrics. */
   get state(): { position: number; records: number; unconfirmed: number } {
     return { position: this.#position, records: this.#store.size, unconfirmed: this.#store.unconfirmed };

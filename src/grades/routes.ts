@@ -91,11 +91,11 @@ export function getRoutes(o: GradesRoutesOptions): Route[] {
     {
       method: 'GET',
       path: '/get',
-      handler: async (req) => {
+      handler: (req) => {
         if (!o.ready()) return NOT_READY;
         const userId = req.query.get('user_id');
         if (!userId) throw new BadRequestError('user_id is required');
-        const record = await o.actor.ask({ type: 'get', userId });
+        const record = o.actor.peek(userId);
         if (!record) throw new NotFoundError('no such user_id');
         return { status: 200, json: record };
       },
