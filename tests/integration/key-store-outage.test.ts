@@ -147,11 +147,16 @@ describe('key store across a real Postgres outage (fault proxy)', () => {
 
       await proxy.setMode('pass');
       const expected = [before, ...during].map((k) => k.kid).sort();
-      // One interval, plus the round's own queries and a scheduling margin.
+      // One interval, plus the round's own queries and a scheduling margin for a loaded machine.
       await eventually(
         async () => (await storedKids(admin, schema)).join() === expected.join(),
-        flushIntervalMs + 600,
-      );
+        flushIntervalMs + 1500,
+      ).catch(async (err: Error) => {
+        const stored = await storedKids(admin, schema);
+        throw new Error(
+          `${err.message}: stored ${stored.length}/${expected.length}, state ${JSON.stringify(store.state)}`,
+        );
+      });
       expect(store.state).to.include({ pending: 0, postgresAvailable: true });
       for (const key of during) expect(await store.get(key.kid)).to.deep.equal(key);
       await store.stop();
