@@ -232,7 +232,18 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
     defaultTtlS: config.tokenIssuer.defaultTtlS,
   });
 
-  const readiness = [
+  // Readiness is per capability: a load balancer in front of the tokens port must not drop a replica whose
+  // grades part is still joining, and the other way round. NATS is reported on both, required by neither here
+  // (tokens work without it; grades say whether they have joined).
+  const natsCheck = nats
+    ? [
+        {
+          name: 'nats',
+          check: () => ({ ready: true, detail: { state: nats.state, keyBucket: announcer?.ready ?? false } }),
+        },
+      ]
+    : [];
+  const tokensReadiness = [
     {
       name: 'key-store',
       check: () => ({ ready: keyStore.status === 'running', detail: keyStore.state }),
@@ -241,19 +252,11 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
       name: 'signing-key',
       check: () => ({ ready: keyRotation.active !== undefined, detail: keyRotation.state }),
     },
+    ...natsCheck,
+  ];
+  const gradesReadiness = [
     { name: 'grades', check: () => ({ ready: grades.ready, detail: grades.state }) },
-    ...(nats
-      ? [
-          {
-            name: 'nats',
-            // Reported, not required here: tokens work without NATS, and grades report their own readiness.
-            check: () => ({
-              ready: true,
-              detail: { state: nats.state, keyBucket: announcer?.ready ?? false },
-            }),
-          },
-        ]
-      : []),
+    ...natsCheck,
   ];
   const gradesRoutes = {
     actor: grades.actor,
@@ -277,7 +280,7 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
     maxBodyBytes: 1024,
     log,
     metrics,
-    routes: [...getRoutes(gradesRoutes), ...healthRoutes(readiness, metrics)],
+    routes: [...getRoutes(gradesRoutes), ...healthRoutes(gradesReadiness, metrics)],
   });
 
   const tokensHttp = new HttpServer({
@@ -288,7 +291,7 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
     log,
     metrics,
     routes: [
-      ...healthRoutes(readiness, metrics),
+      ...healthRoutes(tokensReadiness, metrics),
       ...keyRoutes(keyStore, clock),
       ...tokenRoutes({ service, issuer, alg: config.signing.alg, registry: metrics.registry, log }),
     ],

@@ -87,6 +87,22 @@ describe('service process (end to end)', () => {
     }
   });
 
+  it('reports readiness per capability: with NATS unreachable, tokens are ready and grades are not', async () => {
+    service = startService({
+      NATS_URL: `nats://127.0.0.1:${await closedPort()}`,
+      NATS_CONNECT_WAIT_MS: '300',
+    });
+    const { tokensPort, gradesGetPort } = (await service.ready) as {
+      tokensPort: number;
+      gradesGetPort: number;
+    };
+    expect((await getJson(tokensPort, '/readyz')).status).to.equal(200);
+    const grades = (await getJson(gradesGetPort, '/readyz')) as { status: number; body: Readiness };
+    expect(grades.status).to.equal(503);
+    expect(grades.body.checks.grades?.detail).to.include({ phase: 'waiting-for-nats' });
+    expect(await service.stop()).to.equal(0);
+  });
+
   describe('with the real Postgres', () => {
     let admin: pg.Pool;
     const schema = uniqueSchema('e2e');
