@@ -59,7 +59,8 @@ export class NatsClient {
     const waited = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#o.startWaitMs)));
     await Promise.race([first, waited]);
     clearTimeout(timer);
-    if (!this.#nc) this.#o.log.warn({ url: this.#o.url }, 'NATS not reachable yet; still trying');
+    if (!this.#nc)
+      this.#o.log.warn({ url: withoutCredentials(this.#o.url) }, 'NATS not reachable yet; still trying');
   }
 
   /** Stops retrying and drains the connection. */
@@ -119,5 +120,17 @@ export class NatsClient {
           break;
       }
     }
+  }
+}
+
+/** A URL fit for a log line: user and password removed. */
+export function withoutCredentials(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = '';
+    u.password = '';
+    return u.toString();
+  } catch {
+    return '(unparseable url)';
   }
 }
