@@ -46,12 +46,15 @@ export class GradeStore {
   get(userId: string): UserGrade | undefined {
     const slots = this.#confirmed.get(userId);
     if (!slots) return undefined;
-    const overlay = this.#provisional.get(userId);
-    const record: Record<string, unknown> = { user_id: userId };
-    FIELDS.forEach((field, i) => {
-      record[field] = overlay?.[i]?.value ?? slots[i];
-    });
-    return record as unknown as UserGrade;
+    const o = this.#provisional.get(userId);
+    // One literal of fixed shape: reads are the hot path.
+    return {
+      user_id: userId,
+      postpaid_limit: o?.[0]?.value ?? (slots[0] as number),
+      spp: o?.[1]?.value ?? (slots[1] as number),
+      shipping_fee: o?.[2]?.value ?? (slots[2] as number),
+      return_fee: o?.[3]?.value ?? (slots[3] as number),
+    };
   }
 
   /** This replica's write `n`: visible at once, confirmed later by {@link confirm}. */

@@ -80,7 +80,7 @@ export class HttpServer {
       const key = `/${route.segments.join('/')}`;
       this.#static.set(key, [...(this.#static.get(key) ?? []), route]);
     }
-    this.#server = createServer((req, res) => void this.#handle(req, res));
+    this.#server = createServer((req, res) => this.#handle(req, res));
     this.#server.keepAliveTimeout = 5_000;
     this.#server.headersTimeout = 10_000;
     this.#server.requestTimeout = 30_000;
@@ -117,72 +117,116 @@ export class HttpServer {
     return this.#stopping;
   }
 
-  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /**
+   * Handles one request. Synchronous handlers are answered synchronously, inside the request event (no promise,
+   * no microtask: this is the hot path of reads); a handler that returns a promise is awaited.
+   */
+  #handle(req: IncomingMessage, res: ServerResponse): void {
     const started = process.hrtime.bigint();
     const raw = req.url ?? '/';
     const q = raw.indexOf('?');
     const pathname = q < 0 ? raw : raw.slice(0, q);
     const match = this.#match(req.method ?? 'GET', pathname);
-    let routeLabel = 'unmatched';
-    let status = 500;
+    if (match === 'method-not-allowed') {
+      this.#finish(req, res, 'unmatched', started, {
+        status: 405,
+        json: { error: 'method_not_allowed', message: 'method not allowed' },
+      });
+      return;
+    }
+    if (!match) {
+      this.#finish(req, res, 'unmatched', started, {
+        status: 404,
+        json: { error: 'not_found', message: 'no such route' },
+      });
+      return;
+    }
+    const route = match.route.path;
+    let result: HttpResponse | Promise<HttpResponse>;
     try {
-      let response: HttpResponse;
-      if (match === 'method-not-allowed') {
-        response = { status: 405, json: { error: 'method_not_allowed', message: 'method not allowed' } };
-      } else if (!match) {
-        response = { status: 404, json: { error: 'not_found', message: 'no such route' } };
-      } else {
-        routeLabel = match.route.path;
-        const result = match.route.handler({
-          method: req.method ?? 'GET',
-          path: pathname,
-          query: new URLSearchParams(q < 0 ? '' : raw.slice(q + 1)),
-          params: match.params,
-          headers: req.headers,
-          body: () => readBody(req, this.#options.maxBodyBytes),
-        });
-        // A handler that answers synchronously is answered synchronously: written inside the request event,
-        // the response leaves in one corked write instead of after a round of microtasks.
-        response = result instanceof Promise ? await result : result;
-      }
-      status = response.status;
-      const sending = this.#send(res, response);
-      if (sending) await sending;
+      result = match.route.handler({
+        method: req.method ?? 'GET',
+        path: pathname,
+        query: new URLSearchParams(q < 0 ? '' : raw.slice(q + 1)),
+        params: match.params,
+        headers: req.headers,
+        body: () => readBody(req, this.#options.maxBodyBytes),
+      });
     } catch (err) {
-      const mapped = toErrorResponse(err);
-      status = mapped.status;
-      if (status >= 500) this.#options.log.error({ err, route: routeLabel }, 'request failed');
-      if (!res.headersSent) {
+      this.#fail(req, res, route, started, err);
+      return;
+    }
+    if (result instanceof Promise) {
+      result.then(
+        (response) => this.#finish(req, res, route, started, response),
+        (err: unknown) => this.#fail(req, res, route, started, err),
+      );
+    } else {
+      this.#finish(req, res, route, started, result);
+    }
+  }
+
+  /** Sends a response and records its duration; a stream that fails half-way cuts the connection. */
+  #finish(
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: string,
+    started: bigint,
+    response: HttpResponse,
+  ): void {
+    let sending: Promise<void> | undefined;
+    try {
+      sending = this.#send(res, response);
+    } catch (err) {
+      this.#fail(req, res, route, started, err);
+      return;
+    }
+    if (!sending) {
+      this.#observe(req, route, response.status, started);
+      return;
+    }
+    sending.then(
+      () => this.#observe(req, route, response.status, started),
+      (err: unknown) => this.#fail(req, res, route, started, err),
+    );
+  }
+
+  /** Answers a thrown error through the one mapping (`toErrorResponse`), without ever showing internals. */
+  #fail(req: IncomingMessage, res: ServerResponse, route: string, started: bigint, err: unknown): void {
+    const mapped = toErrorResponse(err);
+    if (mapped.status >= 500) this.#options.log.error({ err, route }, 'request failed');
+    if (!res.headersSent) {
+      try {
         void this.#send(res, {
-          status,
+          status: mapped.status,
           json: mapped.body,
           // After a rejected body the rest of it may still be arriving; do not reuse the connection.
           headers: mapped.status === 413 ? { connection: 'close' } : {},
         });
-      } else {
+      } catch {
         res.destroy();
       }
-    } finally {
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const method = req.method ?? 'GET';
-      const key = `${routeLabel} ${method} ${status}`;
-      let timer = this.#timers.get(key);
-      if (!timer) {
-        timer = this.#options.metrics.httpDuration.labels(
-          this.#options.name,
-          routeLabel,
-          method,
-          String(status),
-        );
-        this.#timers.set(key, timer);
-      }
-      timer.observe(seconds);
+    } else {
+      res.destroy();
     }
+    this.#observe(req, route, mapped.status, started);
+  }
+
+  #observe(req: IncomingMessage, route: string, status: number, started: bigint): void {
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const method = req.method ?? 'GET';
+    const key = `${route} ${method} ${status}`;
+    let timer = this.#timers.get(key);
+    if (!timer) {
+      timer = this.#options.metrics.httpDuration.labels(this.#options.name, route, method, String(status));
+      this.#timers.set(key, timer);
+    }
+    timer.observe(seconds);
   }
 
   /** Writes the response; returns a promise only for a stream, which takes time to pipe. */
   #send(res: ServerResponse, response: HttpResponse): Promise<void> | undefined {
-    const headers: Record<string, string> = { ...response.headers };
+    const headers: Record<string, string> = response.headers ? { ...response.headers } : {};
     if (response.json !== undefined) {
       const body = JSON.stringify(response.json);
       headers['content-type'] ??= 'application/json';
@@ -204,12 +248,13 @@ export class HttpServer {
     method: string,
     pathname: string,
   ): { route: CompiledRoute; params: Record<string, string> } | 'method-not-allowed' | undefined {
-    const segments = pathname.split('/').filter(Boolean);
-    const exact = this.#static.get(`/${segments.join('/')}`);
+    const exact =
+      this.#static.get(pathname) ?? this.#static.get(`/${pathname.split('/').filter(Boolean).join('/')}`);
     if (exact) {
       const route = exact.find((r) => r.method === method || (method === 'HEAD' && r.method === 'GET'));
       if (route) return { route, params: {} };
     }
+    const segments = pathname.split('/').filter(Boolean);
     let pathMatched = false;
     for (const route of this.#routes) {
       const params = matchSegments(route.segments, segments);
