@@ -102,6 +102,7 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
   const signer = new SigningPool({
     workers: config.signing.workers,
     maxBatch: config.signing.maxBatch,
+    pipelineDepth: config.signing.pipelineDepth,
     onBatch: (size) => batchSize.observe(size),
   });
   components.push({ name: 'signing-pool', start: () => Promise.resolve(), stop: () => signer.close() });

@@ -71,7 +71,8 @@ const envSchema = z
         .max(64)
         .default(Math.max(1, availableParallelism() - 1)),
     ),
-    SIGNING_MAX_BATCH: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(1).max(4096).default(16)),
+    SIGNING_PIPELINE_DEPTH: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(1).max(64).default(4)),
+    SIGNING_MAX_BATCH: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(1).max(4096).default(8)),
     KEYSTORE_PG_TIMEOUT_MS: millis(500),
     KEYSTORE_FLUSH_INTERVAL_MS: millis(5000),
     KEYSTORE_PROBE_INTERVAL_MS: millis(2000),
@@ -198,6 +199,7 @@ export interface Config {
     readonly clockSkewS: number;
     readonly workers: number;
     readonly maxBatch: number;
+    readonly pipelineDepth: number;
   };
   readonly tokenIssuer: {
     /** Fixed issuer URL; unset: `http://127.0.0.1:<bound port>`. */
@@ -269,6 +271,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       clockSkewS: e.CLOCK_SKEW_S,
       workers: e.SIGNING_WORKERS,
       maxBatch: e.SIGNING_MAX_BATCH,
+      pipelineDepth: e.SIGNING_PIPELINE_DEPTH,
     },
     tokenIssuer: { issuer: e.TOKENS_ISSUER, configPath: e.TOKENS_CONFIG, defaultTtlS: e.TOKEN_DEFAULT_TTL_S },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
