@@ -24,8 +24,21 @@ describe('service process (end to end)', () => {
   });
 
   it('with no configuration: answers /healthz, is ready, serves its key, and exits 0 on SIGTERM', async () => {
-    service = startService({ TOKENS_PORT: '0' });
-    const { tokensPort } = (await service.ready) as { tokensPort: number };
+    service = startService({ GRADES_PASSWORD: '' });
+    const { tokensPort, gradesSetPort } = (await service.ready) as {
+      tokensPort: number;
+      gradesSetPort: number;
+    };
+    // No built-in grades password: one is generated, logged once, and works.
+    const generated = service.logs.filter((l) => typeof l.generatedPassword === 'string');
+    expect(generated).to.have.length(1);
+    const auth = Buffer.from(`grades:${String(generated[0]?.generatedPassword)}`).toString('base64');
+    const set = await fetch(`http://127.0.0.1:${gradesSetPort}/set`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${auth}`, 'content-type': 'application/json' },
+      body: '{"user_id":"u1","spp":1}',
+    });
+    expect(set.status).to.equal(200);
     expect((await getJson(tokensPort, '/healthz')).body).to.deep.equal({ status: 'ok' });
     const ready = await getJson(tokensPort, '/readyz');
     expect(ready.status).to.equal(200);
