@@ -123,17 +123,7 @@ async function main(): Promise<void> {
     await writeFile(
       configPath,
       JSON.stringify({
-        providers: [
-          {
-            name: 'acme',
-            issuer: idp.issuer,
-            jwksUri: idp.jwksUri,
-            audiences: ['token-exchange'],
-            algorithms: ['ES256'],
-            subjectPrefix: 'acme|',
-            targetAudiences: ['orders'],
-          },
-        ],
+        providers: [idp.providerConfig()],
         clients: [{ id: 'svc-a', secretHash: hashSecret(SECRET), audiences: ['orders'] }],
       }),
     );

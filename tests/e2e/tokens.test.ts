@@ -36,17 +36,13 @@ async function tokensConfig(dir: string, idp: TestIdp): Promise<string> {
     path,
     JSON.stringify({
       providers: [
-        {
-          name: 'acme',
-          issuer: idp.issuer,
+        idp.providerConfig({
+          jwksUri: undefined,
           discovery: true,
-          audiences: ['token-exchange'],
-          algorithms: ['ES256'],
-          subjectPrefix: 'acme|',
           claims: { email: 'email' },
           targetAudiences: ['orders', 'billing'],
           scopes: ['orders:read'],
-        },
+        }),
       ],
       clients: [
         {

@@ -59,6 +59,23 @@ export class TestIdp {
     return this;
   }
 
+  /**
+   * This provider's entry for a tokens config file: name `acme`, its JWKS URL, ES256 only, subject token audience
+   * `token-exchange`, internal subjects prefixed `acme|`; `overrides` adds or replaces fields.
+   */
+  providerConfig(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+    return {
+      name: 'acme',
+      issuer: this.#issuer,
+      jwksUri: this.jwksUri,
+      audiences: ['token-exchange'],
+      algorithms: ['ES256'],
+      subjectPrefix: 'acme|',
+      targetAudiences: ['orders'],
+      ...overrides,
+    };
+  }
+
   /** A token of this provider: `iss` set, one hour of life unless `claims` say otherwise. */
   sign(claims: JWTPayload, options: { kid?: string; expiresIn?: string | number } = {}): Promise<string> {
     return new SignJWT(claims)

@@ -39,19 +39,13 @@ describe('token service', () => {
     const config = parseTokensConfig(
       {
         providers: [
-          {
-            name: 'acme',
-            issuer: idp.issuer,
-            jwksUri: idp.jwksUri,
-            audiences: ['token-exchange'],
-            algorithms: ['ES256'],
-            subjectPrefix: 'acme|',
+          idp.providerConfig({
             claims: { email: 'email' },
             targetAudiences: ['orders', 'billing'],
             scopes: ['orders:read', 'orders:write'],
             tokenTtlS: 600,
             jwksStaleS: 0,
-          },
+          }),
         ],
         clients: [
           {
