@@ -5,7 +5,14 @@ import { describeError } from '../errors.js';
 import type { NatsClient } from '../nats/connection.js';
 import { GradesActor } from './grades-actor.js';
 import { joinCluster } from './join.js';
-import { consumeStream, ensureStream, Outbox, streamRange, type StreamSettings } from './replication.js';
+import {
+  consumeStream,
+  ensureStream,
+  jetStreamPublisher,
+  Outbox,
+  streamRange,
+  type StreamSettings,
+} from './replication.js';
 
 /** Where a replica is on its way to serving. */
 export type GradesPhase =
@@ -51,7 +58,7 @@ export class GradesReplica {
       const nats = options.nats;
       this.#outbox = new Outbox({
         subject: options.stream.subject,
-        connection: () => nats.connection,
+        publisher: jetStreamPublisher(() => nats.connection),
         onConfirm: (n, seq) => this.actor.tell({ type: 'confirm', n, seq }),
         window: options.publishWindow,
         ackTimeoutMs: 2000,

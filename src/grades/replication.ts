@@ -54,11 +54,33 @@ export async function streamRange(nc: NatsConnection, name: string): Promise<Str
   return { first: info.state.first_seq, last: info.state.last_seq };
 }
 
+/** What the outbox needs of JetStream: a publish that resolves with the stream sequence. */
+export interface Publisher {
+  publish(
+    subject: string,
+    data: string,
+    options: { msgID: string; timeout: number },
+  ): Promise<{ seq: number }>;
+}
+
+/** A {@link Publisher} on the current connection of a client, or undefined while there is none. */
+export function jetStreamPublisher(
+  connection: () => NatsConnection | undefined,
+): () => Publisher | undefined {
+  let cached: { nc: NatsConnection; js: JetStreamClient } | undefined;
+  return () => {
+    const nc = connection();
+    if (!nc || nc.isClosed()) return undefined;
+    if (cached?.nc !== nc) cached = { nc, js: jetstream(nc) };
+    return cached.js;
+  };
+}
+
 /** Settings of {@link Outbox}. */
 export interface OutboxOptions {
   readonly subject: string;
-  /** The connection, once there is one. */
-  readonly connection: () => NatsConnection | undefined;
+  /** JetStream, when connected (see {@link jetStreamPublisher}); injected so tests can fake it. */
+  readonly publisher: () => Publisher | undefined;
   /** Called with each write's stream sequence once JetStream acknowledged it. */
   readonly onConfirm: (n: number, seq: number) => void;
   /** Messages published before waiting for their acknowledgements. */
@@ -80,7 +102,6 @@ export class Outbox {
   #running = false;
   #stopped = false;
   #timer: NodeJS.Timeout | undefined;
-  #js: { nc: NatsConnection; js: JetStreamClient } | undefined;
 
   constructor(options: OutboxOptions) {
     this.#o = options;
@@ -119,7 +140,7 @@ export class Outbox {
     this.#running = true;
     try {
       while (this.#queue.length > 0 && !this.#stopped) {
-        const js = this.#client();
+        const js = this.#o.publisher();
         if (!js) break;
         const batch = this.#queue.slice(0, this.#o.window);
         const results = await Promise.allSettled(
@@ -153,13 +174,6 @@ export class Outbox {
       this.#timer = setTimeout(() => this.kick(), this.#o.retryMs);
       this.#timer.unref();
     }
-  }
-
-  #client(): JetStreamClient | undefined {
-    const nc = this.#o.connection();
-    if (!nc || nc.isClosed()) return undefined;
-    if (this.#js?.nc !== nc) this.#js = { nc, js: jetstream(nc) };
-    return this.#js.js;
   }
 }
 
