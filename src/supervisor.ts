@@ -28,6 +28,11 @@ export class Supervisor {
     this.#log = log;
   }
 
+  /** Component names in start order (stop runs the reverse). */
+  get order(): string[] {
+    return this.#components.map((c) => c.name);
+  }
+
   /** The current lifecycle state. */
   get status(): SupervisorStatus {
     return this.#status;
