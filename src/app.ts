@@ -17,7 +17,8 @@ import { NatsClient } from './nats/connection.js';
 import { Supervisor, type Component } from './supervisor.js';
 import { undiciFetchJson, type FetchJson } from './tokens/http-fetch.js';
 import { NatsKeyAnnouncer } from './tokens/key-announcer.js';
-import { KeyRotation } from './tokens/key-rotation.js';
+import { KeyRotation, signingKeyLifetime } from './tokens/key-rotation.js';
+import { keyLifetimeMs } from './tokens/signing-key.js';
 import { keyRoutes } from './tokens/key-routes.js';
 import { RemoteJwks } from './tokens/remote-jwks.js';
 import { SigningPool } from './tokens/signing-pool.js';
@@ -53,8 +54,9 @@ export interface App {
 
 /**
  * Wires the service from its configuration. Start order: Postgres pool, KeyStore, signing pool, NATS, key
- * announcements, key rotation, HTTP. Stop runs the reverse, which is the shutdown sequence: stop accepting HTTP,
- * stop rotating, drain NATS, close the signing pool, flush pending key writes, end the Postgres pool.
+ * announcements, grades replica, key rotation, HTTP (tokens, grades set, grades get). Stop runs the reverse, which
+ * is the shutdown sequence: stop accepting HTTP, stop rotating, stop grades (outbox flushed), drain NATS, close
+ * the signing pool, flush pending key writes, end the Postgres pool.
  */
 export async function createApp(config: Config, deps: AppDependencies): Promise<App> {
   const clock = deps.clock ?? systemClock;
@@ -126,7 +128,8 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
     announcer = new NatsKeyAnnouncer({
       nats,
       bucket: config.nats.keysBucket,
-      ttlMs: rotationIntervalMs + publishGraceMs + tokenMaxTtlMs + skewMs,
+      // Announcements live exactly as long as the keys they carry.
+      ttlMs: keyLifetimeMs(signingKeyLifetime({ rotationIntervalMs, publishGraceMs, tokenMaxTtlMs, skewMs })),
       replicaId: config.replicaId,
       keyStore,
       timeoutMs: config.keyStore.pgTimeoutMs,

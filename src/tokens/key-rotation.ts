@@ -42,6 +42,20 @@ interface Active {
 }
 
 /**
+ * The lifetime of this replica's signing keys: a key may sign for its rotation interval plus the publication
+ * grace, and every token it signs lives at most the longest token lifetime, plus the clock-skew leeway.
+ */
+export function signingKeyLifetime(
+  o: Pick<KeyRotationOptions, 'rotationIntervalMs' | 'publishGraceMs' | 'tokenMaxTtlMs' | 'skewMs'>,
+): KeyLifetime {
+  return {
+    activeMs: o.rotationIntervalMs + o.publishGraceMs,
+    tokenMaxTtlMs: o.tokenMaxTtlMs,
+    skewMs: o.skewMs,
+  };
+}
+
+/**
  * Owns the signing key (T5, "Keys across replicas"). A key pair is generated at start-up and every rotation
  * interval. A new key becomes active only once it is *published*: written to Postgres, or acknowledged by the
  * NATS key bucket, so that every replica can serve it before any token signed with it exists. Until then the last
@@ -62,11 +76,7 @@ export class KeyRotation extends Actor<KeyRotationMessage, KeyRotationReplies> {
   constructor(options: KeyRotationOptions) {
     super('key-rotation', options.log);
     this.#o = options;
-    this.#lifetime = {
-      activeMs: options.rotationIntervalMs + options.publishGraceMs,
-      tokenMaxTtlMs: options.tokenMaxTtlMs,
-      skewMs: options.skewMs,
-    };
+    this.#lifetime = signingKeyLifetime(options);
   }
 
   /** The key tokens are signed with now. */

@@ -21,6 +21,11 @@ export interface KeyLifetime {
   readonly skewMs: number;
 }
 
+/** How long a key lives: from creation to the last moment a token signed with it can be valid, plus leeway. */
+export function keyLifetimeMs(lifetime: KeyLifetime): number {
+  return lifetime.activeMs + lifetime.tokenMaxTtlMs + lifetime.skewMs;
+}
+
 /**
  * Generates a key pair. The `kid` is the RFC 7638 thumbprint of the public key, so it is stable and derived from
  * the key. Expiry = the last moment a token signed with it can be valid (end of its active period plus the
@@ -44,7 +49,7 @@ export async function generateSigningKey(
       alg,
       jwk: toPublicJwk(jwk, kid, alg),
       createdAt: now,
-      expiresAt: now + lifetime.activeMs + lifetime.tokenMaxTtlMs + lifetime.skewMs,
+      expiresAt: now + keyLifetimeMs(lifetime),
       replicaId,
     },
   };
