@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { BadRequestError, NotFoundError, UnsupportedMediaTypeError } from '../errors.js';
+import { parseBasic } from '../http/basic-auth.js';
 import type { HttpResponse, Route } from '../http/server.js';
 import { openBackup } from './backup.js';
 import type { GradesActor } from './grades-actor.js';
@@ -22,12 +23,10 @@ export class BasicAuth {
 
   /** True when `authorization` carries these credentials. Both parts are always compared. */
   accepts(authorization: string | undefined): boolean {
-    const match = /^Basic ([A-Za-z0-9+/=]+)$/i.exec(authorization?.trim() ?? '');
-    const decoded = match?.[1] ? Buffer.from(match[1], 'base64').toString('utf8') : '';
-    const colon = decoded.indexOf(':');
-    const userOk = timingSafeEqual(digest(colon < 0 ? '' : decoded.slice(0, colon)), this.#user);
-    const passwordOk = timingSafeEqual(digest(colon < 0 ? '' : decoded.slice(colon + 1)), this.#password);
-    return colon >= 0 && userOk && passwordOk;
+    const basic = parseBasic(authorization);
+    const userOk = timingSafeEqual(digest(basic?.user ?? ''), this.#user);
+    const passwordOk = timingSafeEqual(digest(basic?.password ?? ''), this.#password);
+    return basic !== undefined && userOk && passwordOk;
   }
 }
 

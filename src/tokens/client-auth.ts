@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { parseBasic } from '../http/basic-auth.js';
 import type { ClientConfig } from './tokens-config.js';
 import { OAuthError } from './oauth-error.js';
 
@@ -28,15 +29,12 @@ export function presentedCredentials(
   const inBody = form.has('client_secret');
   if (authorization !== undefined) {
     if (inBody) throw new OAuthError('invalid_request', 'use one client authentication method, not two');
-    const match = /^Basic ([A-Za-z0-9+/=]+)$/i.exec(authorization.trim());
-    if (!match?.[1]) throw new OAuthError('invalid_client', 'malformed Authorization header');
-    const decoded = Buffer.from(match[1], 'base64').toString('utf8');
-    const colon = decoded.indexOf(':');
-    if (colon < 0) throw new OAuthError('invalid_client', 'malformed Authorization header');
+    const basic = parseBasic(authorization);
+    if (!basic) throw new OAuthError('invalid_client', 'malformed Authorization header');
     try {
       return {
-        clientId: decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' ')),
-        clientSecret: decodeURIComponent(decoded.slice(colon + 1).replace(/\+/g, ' ')),
+        clientId: decodeURIComponent(basic.user.replace(/\+/g, ' ')),
+        clientSecret: decodeURIComponent(basic.password.replace(/\+/g, ' ')),
         method: 'client_secret_basic',
       };
     } catch {
