@@ -4,6 +4,12 @@ import { FIELDS, type Field, type GradeUpdate, type UserGrade } from './model.js
 type Slots = Float64Array;
 const SEQ = FIELDS.length;
 
+/** Whether a record belongs in a backup: something confirmed by the stream has set at least one field. */
+function confirmed(slots: Slots): boolean {
+  for (let i = SEQ; i < 2 * SEQ; i++) if (slots[i] !== 0) return true;
+  return false;
+}
+
 /** A local write not yet confirmed by the stream. */
 interface Provisional {
   readonly value: number;
@@ -102,9 +108,8 @@ export class GradeStore {
    */
   *rows(): IterableIterator<BackupRow> {
     for (const [user_id, slots] of this.#confirmed) {
-      const seqs = Array.from(slots.subarray(SEQ));
-      if (seqs.every((s) => s === 0)) continue;
-      yield { user_id, values: Array.from(slots.subarray(0, SEQ)), seqs };
+      if (!confirmed(slots)) continue;
+      yield { user_id, values: Array.from(slots.subarray(0, SEQ)), seqs: Array.from(slots.subarray(SEQ)) };
     }
   }
 
@@ -119,7 +124,7 @@ export class GradeStore {
       const next = cursor.next();
       if (next.done) break;
       const [userId, s] = next.value;
-      if (s[4] === 0 && s[5] === 0 && s[6] === 0 && s[7] === 0) continue;
+      if (!confirmed(s)) continue;
       text += `${quote(userId)},${s[0]},${s[1]},${s[2]},${s[3]},${s[4]},${s[5]},${s[6]},${s[7]},,\n`;
       n++;
     }
