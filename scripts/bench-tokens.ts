@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { hashSecret } from '../src/tokens/client-auth.js';
 import { TestIdp } from '../tests/support/idp.js';
-import { hasWrk, median, runWrk } from './lib/load.js';
+import { hasWrk, median, processCpu, runWrk } from './lib/load.js';
 
 const { values } = parseArgs({
   options: {
@@ -71,14 +71,36 @@ interface Result {
   p50: number;
   p99: number;
   errors: number;
+  /** The server's CPU time per request in µs: main thread, and its other threads (workers, libuv pool, GC). */
+  mainUs: number;
+  otherUs: number;
 }
 
-async function load(port: number, body: string, headers: Record<string, string>): Promise<Result> {
-  return values.loader === 'wrk' ? loadWrk(port, body, headers) : loadAutocannon(port, body, headers);
+type LoadResult = Omit<Result, 'mainUs' | 'otherUs'>;
+
+async function load(
+  server: { proc: ChildProcess; port: number },
+  body: string,
+  headers: Record<string, string>,
+): Promise<Result> {
+  const pid = server.proc.pid ?? 0;
+  const before = processCpu(pid);
+  const result = await (values.loader === 'wrk'
+    ? loadWrk(server.port, body, headers)
+    : loadAutocannon(server.port, body, headers));
+  const after = processCpu(pid);
+  const requests = result.rps * SECONDS;
+  const perRequest = (a: number | undefined, b: number | undefined) =>
+    a === undefined || b === undefined || requests === 0 ? NaN : ((b - a) * 1000) / requests;
+  return {
+    ...result,
+    mainUs: perRequest(before?.mainMs, after?.mainMs),
+    otherUs: perRequest(before?.otherMs, after?.otherMs),
+  };
 }
 
 /** One wrk run; its Lua script sets the method, headers and body. */
-async function loadWrk(port: number, body: string, headers: Record<string, string>): Promise<Result> {
+async function loadWrk(port: number, body: string, headers: Record<string, string>): Promise<LoadResult> {
   const script = join(scratch, 'post.lua');
   const allHeaders = { 'Content-Type': 'application/x-www-form-urlencoded', ...headers };
   await writeFile(
@@ -94,7 +116,11 @@ async function loadWrk(port: number, body: string, headers: Record<string, strin
   return runWrk(`http://127.0.0.1:${port}/token`, { connections: CONNECTIONS, seconds: SECONDS, script });
 }
 
-async function loadAutocannon(port: number, body: string, headers: Record<string, string>): Promise<Result> {
+async function loadAutocannon(
+  port: number,
+  body: string,
+  headers: Record<string, string>,
+): Promise<LoadResult> {
   const result = await autocannon({
     url: `http://127.0.0.1:${port}/token`,
     method: 'POST',
@@ -162,8 +188,8 @@ async function main(): Promise<void> {
     ];
     // Warm both servers (JIT, provider key cache, worker start-up).
     for (const s of scenarios) {
-      await load(baseline.port, s.body, s.headers);
-      await load(subject.port, s.body, s.headers);
+      await load(baseline, s.body, s.headers);
+      await load(subject, s.body, s.headers);
     }
     console.log(
       `tokens over HTTP: ${ROUNDS} rounds × ${SECONDS}s per server and scenario, ${CONNECTIONS} connections, ` +
@@ -172,14 +198,16 @@ async function main(): Promise<void> {
     for (const s of scenarios) {
       const runs = { baseline: [] as Result[], service: [] as Result[] };
       for (let round = 0; round < ROUNDS; round++) {
-        runs.baseline.push(await load(baseline.port, s.body, s.headers));
-        runs.service.push(await load(subject.port, s.body, s.headers));
+        runs.baseline.push(await load(baseline, s.body, s.headers));
+        runs.service.push(await load(subject, s.body, s.headers));
       }
       const summary = (rs: Result[]) => ({
         rps: median(rs.map((r) => r.rps)),
         p50: median(rs.map((r) => r.p50)),
         p99: median(rs.map((r) => r.p99)),
         errors: rs.reduce((n, r) => n + r.errors, 0),
+        mainUs: median(rs.map((r) => r.mainUs)),
+        otherUs: median(rs.map((r) => r.otherUs)),
         each: rs.map((r) => Math.round(r.rps)).join('/'),
       });
       const b = summary(runs.baseline);
@@ -187,11 +215,15 @@ async function main(): Promise<void> {
       console.log(`\n${s.name} (ES256)`);
       const row = (name: string, r: typeof b) =>
         console.log(
-          `  ${name.padEnd(9)} ${Math.round(r.rps)} req/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  errors ${r.errors}  rounds ${r.each}`,
+          `  ${name.padEnd(9)} ${Math.round(r.rps)} req/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  ` +
+            `errors ${r.errors}  rounds ${r.each}  CPU/req main ${r.mainUs.toFixed(0)} µs + other ${r.otherUs.toFixed(0)} µs`,
         );
       row('baseline', b);
       row('service', v);
-      console.log(`  ratio     ${(v.rps / b.rps).toFixed(2)}x`);
+      const cpu = (r: typeof b) => r.mainUs + r.otherUs;
+      console.log(
+        `  ratio     ${(v.rps / b.rps).toFixed(2)}x requests/s; ${(cpu(b) / cpu(v)).toFixed(2)}x less CPU per request`,
+      );
     }
   } finally {
     for (const child of children) child.kill('SIGTERM');

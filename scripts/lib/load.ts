@@ -1,5 +1,6 @@
 /** Helpers shared by the benchmark scripts: summary statistics and a wrk runner. */
 import { execFile, execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 
 /** The middle value (upper middle for an even count). */
@@ -61,4 +62,35 @@ export async function runWrk(
       Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(stdout)?.[1] ?? 0) +
       Number(/Socket errors:.*?timeout (\d+)/.exec(stdout)?.[1] ?? 0),
   };
+}
+
+/** CPU time a process has used so far, in milliseconds: its main thread, and all its other threads together. */
+export interface ProcessCpu {
+  readonly mainMs: number;
+  readonly otherMs: number;
+}
+
+/** Linux clock ticks per second (`getconf CLK_TCK`), the unit of /proc's CPU times. */
+const TICKS_PER_S = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+
+/**
+ * Reads a process's CPU time per thread from /proc (Linux only; undefined elsewhere or once it has exited). CPU
+ * time is what a request costs whatever else the machine is doing, so it drifts far less than requests/s.
+ */
+export function processCpu(pid: number): ProcessCpu | undefined {
+  try {
+    let mainMs = 0;
+    let otherMs = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      // Fields after the parenthesised command name; utime and stime are fields 14 and 15 of the whole line.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const ms = ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_S;
+      if (Number(tid) === pid) mainMs += ms;
+      else otherMs += ms;
+    }
+    return { mainMs, otherMs };
+  } catch {
+    return undefined;
+  }
 }
