@@ -226,7 +226,8 @@ export class HttpServer {
 
   /** Writes the response; returns a promise only for a stream, which takes time to pipe. */
   #send(res: ServerResponse, response: HttpResponse): Promise<void> | undefined {
-    const headers: Record<string, string> = response.headers ? { ...response.headers } : {};
+    // Object.assign, not spread: a spread copy costs microseconds on Node 20, on every request.
+    const headers: Record<string, string> = Object.assign({}, response.headers);
     if (response.json !== undefined) {
       const body = JSON.stringify(response.json);
       headers['content-type'] ??= 'application/json';

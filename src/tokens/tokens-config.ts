@@ -15,7 +15,12 @@ export const PROVIDER_ALGORITHMS = [
   'EdDSA',
 ] as const;
 
-const claimName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$/, 'a claim name');
+const claimName = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$/, 'a claim name')
+  // Reading "__proto__" off a token's payload yields Object.prototype when the token lacks that claim. (As a
+  // mapping's target, zod's record already drops the key.)
+  .refine((name) => name !== '__proto__', 'a claim name other than __proto__');
 /** Claims this service sets itself; a mapping may not overwrite them. */
 const RESERVED = new Set(['iss', 'sub', 'aud', 'exp', 'nbf', 'iat', 'jti', 'client_id', 'scope', 'idp']);
 

@@ -34,6 +34,11 @@ describe('tokens config file', () => {
       { providers: [{ ...minimalProvider, discovery: true }] },
       /exactly one of jwksUri and discovery/,
     ],
+    [
+      'a claim mapped from __proto__',
+      { providers: [{ ...minimalProvider, claims: { email: '__proto__' } }] },
+      /__proto__/,
+    ],
     ['an HMAC algorithm', { providers: [{ ...minimalProvider, algorithms: ['HS256'] }] }, /algorithms/],
     [
       'a plain-text secret',
