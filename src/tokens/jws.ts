@@ -1,4 +1,4 @@
-import { sign, type KeyObject } from 'node:crypto';
+import { constants, sign, verify, type KeyObject } from 'node:crypto';
 import type { SigningAlg } from '../keys/public-key.js';
 
 /** The compact-JWS header segment for a key, encoded once per key rather than once per token. */
@@ -29,4 +29,69 @@ export function signCompact(alg: SigningAlg, header: string, key: KeyObject, pay
     }
   }
   return `${input}.${signature.toString('base64url')}`;
+}
+
+/** Algorithms accepted on external subject tokens: asymmetric only, so a public key can never act as an HMAC key. */
+export const VERIFY_ALGORITHMS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'EdDSA',
+] as const;
+export type VerifyAlg = (typeof VERIFY_ALGORITHMS)[number];
+
+const DIGEST: Record<VerifyAlg, string | null> = {
+  RS256: 'sha256',
+  RS384: 'sha384',
+  RS512: 'sha512',
+  PS256: 'sha256',
+  PS384: 'sha384',
+  PS512: 'sha512',
+  ES256: 'sha256',
+  ES384: 'sha384',
+  EdDSA: null,
+};
+
+/**
+ * Checks a compact JWS signature with node:crypto: `signingInput` is `header.payload` as received, `signature` the
+ * third segment (base64url, already checked to hold only base64url characters). The caller has checked that `key`
+ * fits `alg` (RemoteJwks imports each key for one algorithm). ECDSA signatures are the raw r‖s pair RFC 7518
+ * §3.4 defines (a wrong length fails), RSA-PSS uses a salt as long as the digest (RFC 7518 §3.5).
+ */
+export function verifySignature(
+  alg: VerifyAlg,
+  key: KeyObject,
+  signingInput: string,
+  signature: string,
+): boolean {
+  const input = Buffer.from(signingInput);
+  const sig = Buffer.from(signature, 'base64url');
+  switch (alg) {
+    case 'ES256':
+    case 'ES384':
+      return verify(DIGEST[alg], input, { key, dsaEncoding: 'ieee-p1363' }, sig);
+    case 'PS256':
+    case 'PS384':
+    case 'PS512':
+      return verify(
+        DIGEST[alg],
+        input,
+        { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST },
+        sig,
+      );
+    case 'RS256':
+    case 'RS384':
+    case 'RS512':
+    case 'EdDSA':
+      return verify(DIGEST[alg], input, key, sig);
+    default: {
+      const unknown: never = alg;
+      throw new Error(`unsupported algorithm ${String(unknown)}`);
+    }
+  }
 }

@@ -1,4 +1,5 @@
-import { importJWK, type CryptoKey, type JWK } from 'jose';
+import { KeyObject } from 'node:crypto';
+import { importJWK, type JWK } from 'jose';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Clock } from '../clock.js';
@@ -19,6 +20,14 @@ export class UnknownKeyError extends Error {
       kid === undefined ? `token has no kid and ${provider} has several keys` : `unknown kid for ${provider}`,
     );
     this.name = 'UnknownKeyError';
+  }
+}
+
+/** The provider's key named by the token does not fit the token's algorithm (or is too weak for it). */
+export class UnusableKeyError extends Error {
+  constructor(provider: string, alg: string, options?: { cause?: unknown }) {
+    super(`the ${provider} key named by the token cannot verify ${alg}`, options);
+    this.name = 'UnusableKeyError';
   }
 }
 
@@ -46,7 +55,7 @@ interface CachedKey {
   readonly jwk: JWK;
   readonly alg: string | undefined;
   /** Imported once per algorithm and reused: importing costs more than verifying. */
-  readonly imported: Map<string, Promise<CryptoKey>>;
+  readonly imported: Map<string, Promise<KeyObject>>;
 }
 
 /**
@@ -66,8 +75,13 @@ export class RemoteJwks {
     this.#o = options;
   }
 
-  /** The public key for a token header, by `kid` (or the only key, when the token names none and `alg` fits). */
-  async getKey(kid: string | undefined, alg: string): Promise<CryptoKey> {
+  /**
+   * The public key for a token header, by `kid` (or the only key, when the token names none and `alg` fits),
+   * imported for `alg`: jose's import checks that the key fits the algorithm (key type, curve), and RSA keys
+   * shorter than 2048 bits are refused, as jose's own verification would. A key that does not fit is an
+   * {@link UnusableKeyError}.
+   */
+  async getKey(kid: string | undefined, alg: string): Promise<KeyObject> {
     const now = this.#o.clock.now();
     if (this.#fetchedAt === undefined || now - this.#fetchedAt >= this.#o.cacheMaxAgeMs) {
       await this.#refreshOrServeStale();
@@ -80,7 +94,9 @@ export class RemoteJwks {
     if (!found) throw new UnknownKeyError(this.#o.provider, kid);
     let imported = found.imported.get(alg);
     if (!imported) {
-      imported = importJWK(found.jwk, alg) as Promise<CryptoKey>;
+      imported = importForAlg(found.jwk, alg).catch((err: unknown) => {
+        throw new UnusableKeyError(this.#o.provider, alg, { cause: err });
+      });
       found.imported.set(alg, imported);
       // A key that does not fit the algorithm fails now and on every later try, never as a cached success.
       imported.catch(() => found?.imported.delete(alg));
@@ -139,4 +155,14 @@ export class RemoteJwks {
     this.#fetchedAt = this.#o.clock.now();
     this.#o.log.debug({ provider: this.#o.provider, keys: next.size }, 'provider keys fetched');
   }
+}
+
+/** Imports a JWK for one algorithm as a node:crypto KeyObject, refusing RSA keys under 2048 bits. */
+async function importForAlg(jwk: JWK, alg: string): Promise<KeyObject> {
+  const imported = await importJWK(jwk, alg);
+  if (imported instanceof Uint8Array) throw new Error('a symmetric key cannot verify subject tokens');
+  const key = KeyObject.from(imported);
+  const bits = key.asymmetricKeyDetails?.modulusLength;
+  if (bits !== undefined && bits < 2048) throw new Error(`${alg} needs an RSA key of 2048 bits or more`);
+  return key;
 }

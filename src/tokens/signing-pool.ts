@@ -1,8 +1,9 @@
 import type { KeyObject } from 'node:crypto';
 import { Piscina } from 'piscina';
 import type { SigningAlg } from '../keys/public-key.js';
-import { encodedHeader, signCompact } from './jws.js';
-import type { SignBatchResult, SignBatchTask } from './signing-protocol.js';
+import { encodedHeader } from './jws.js';
+import { signBatch } from './sign-batch.js';
+import type { SignatureProof, SignBatchResult, SignBatchTask, WireProof } from './signing-protocol.js';
 
 /** The key a token is signed with. */
 export interface ActiveSigningKey {
@@ -11,15 +12,27 @@ export interface ActiveSigningKey {
   readonly privateKey: KeyObject;
 }
 
+/** A proof's signature did not verify, so nothing was signed. */
+export class ProofFailedError extends Error {
+  constructor() {
+    super('the signature of the proof is invalid');
+    this.name = 'ProofFailedError';
+  }
+}
+
 /** Signs JWT payloads; the token service depends on this and nothing more. */
 export interface Signer {
-  /** Signs `payload` with `key`; resolves with a compact JWS. */
-  sign(key: ActiveSigningKey, payload: Record<string, unknown>): Promise<string>;
+  /**
+   * Signs `payload` with `key`; resolves with a compact JWS. With a `proof`, signs only if the proof's signature
+   * verifies, and rejects with {@link ProofFailedError} otherwise.
+   */
+  sign(key: ActiveSigningKey, payload: Record<string, unknown>, proof?: SignatureProof): Promise<string>;
   close(): Promise<void>;
 }
 
 interface Waiting {
   readonly payload: string;
+  readonly proof: SignatureProof | undefined;
   readonly resolve: (token: string) => void;
   readonly reject: (err: unknown) => void;
 }
@@ -90,12 +103,12 @@ export class SigningPool implements Signer {
     return this.#pool?.threads.length ?? 0;
   }
 
-  sign(key: ActiveSigningKey, payload: Record<string, unknown>): Promise<string> {
+  sign(key: ActiveSigningKey, payload: Record<string, unknown>, proof?: SignatureProof): Promise<string> {
     if (this.#closed) return Promise.reject(new Error('signing pool is closed'));
     return new Promise<string>((resolve, reject) => {
       let queue = this.#queues.get(key);
       if (!queue) this.#queues.set(key, (queue = []));
-      queue.push({ payload: JSON.stringify(payload), resolve, reject });
+      queue.push({ payload: JSON.stringify(payload), proof, resolve, reject });
       if (queue.length >= this.#maxBatch && this.#inFlight < this.#maxInFlight) {
         // A full batch leaves now, so the worker signs while this thread goes on parsing requests.
         this.#pump();
@@ -137,16 +150,16 @@ export class SigningPool implements Signer {
   }
 
   async #run(key: ActiveSigningKey, waiting: Waiting[]): Promise<void> {
-    const payloads = waiting.map((w) => w.payload);
+    const task = batchTask(key, waiting);
     try {
-      let tokens: SignBatchResult;
-      if (this.#pool) {
-        tokens = await this.#pool.run({ kid: key.kid, alg: key.alg, key: key.privateKey, payloads });
-      } else {
-        const header = this.#header(key);
-        tokens = payloads.map((p) => signCompact(key.alg, header, key.privateKey, p));
-      }
-      waiting.forEach((w, i) => w.resolve(tokens[i] as string));
+      const tokens: SignBatchResult = this.#pool
+        ? await this.#pool.run(task)
+        : signBatch(task, this.#header(key));
+      waiting.forEach((w, i) => {
+        const token = tokens[i];
+        if (typeof token === 'string') w.resolve(token);
+        else w.reject(new ProofFailedError());
+      });
     } catch (err) {
       for (const w of waiting) w.reject(err);
     }
@@ -157,4 +170,18 @@ export class SigningPool implements Signer {
     if (!header) this.#headers.set(key.kid, (header = encodedHeader(key.alg, key.kid)));
     return header;
   }
+}
+
+/** The task for a batch: its payloads and, when any has one, their proofs with each public key sent once. */
+function batchTask(key: ActiveSigningKey, waiting: readonly Waiting[]): SignBatchTask {
+  const payloads = waiting.map((w) => w.payload);
+  if (!waiting.some((w) => w.proof)) return { kid: key.kid, alg: key.alg, key: key.privateKey, payloads };
+  const proofKeys: KeyObject[] = [];
+  const proofs = waiting.map(({ proof }): WireProof | null => {
+    if (!proof) return null;
+    let keyIndex = proofKeys.indexOf(proof.key);
+    if (keyIndex < 0) keyIndex = proofKeys.push(proof.key) - 1;
+    return { keyIndex, alg: proof.alg, signingInput: proof.signingInput, signature: proof.signature };
+  });
+  return { kid: key.kid, alg: key.alg, key: key.privateKey, payloads, proofs, proofKeys };
 }

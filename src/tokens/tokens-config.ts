@@ -1,19 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { VERIFY_ALGORITHMS } from './jws.js';
 
-/** Algorithms accepted on external subject tokens: asymmetric only, so a public key can never act as an HMAC key. */
-export const PROVIDER_ALGORITHMS = [
-  'RS256',
-  'RS384',
-  'RS512',
-  'PS256',
-  'PS384',
-  'PS512',
-  'ES256',
-  'ES384',
-  'EdDSA',
-] as const;
+/** Algorithms a provider may list (asymmetric only, so a public key can never act as an HMAC key). */
+export const PROVIDER_ALGORITHMS = VERIFY_ALGORITHMS;
 
 const claimName = z
   .string()

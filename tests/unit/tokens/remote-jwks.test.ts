@@ -2,7 +2,14 @@ import { expect } from 'chai';
 import sinon from 'sinon';
 import { silentLogger } from '../../../src/log.js';
 import { FetchError, type FetchJson } from '../../../src/tokens/http-fetch.js';
-import { ProviderUnavailableError, RemoteJwks, UnknownKeyError } from '../../../src/tokens/remote-jwks.js';
+import { generateKeyPairSync } from 'node:crypto';
+import { exportJWK } from 'jose';
+import {
+  ProviderUnavailableError,
+  RemoteJwks,
+  UnknownKeyError,
+  UnusableKeyError,
+} from '../../../src/tokens/remote-jwks.js';
 import { TestIdp } from '../../support/idp.js';
 
 const MIN = 60_000;
@@ -83,6 +90,34 @@ describe('provider key cache', () => {
       .getKey('k1', 'RS256')
       .catch((e: unknown) => e);
     expect(err).to.be.instanceOf(UnknownKeyError);
+  });
+
+  it('hands out a node:crypto public key, imported once and fitted to the algorithm', async () => {
+    const cache = jwks();
+    const key = await cache.getKey('k1', 'ES256');
+    expect(key.type).to.equal('public');
+    expect(key.asymmetricKeyDetails?.namedCurve).to.equal('prime256v1');
+    expect(await cache.getKey('k1', 'ES256')).to.equal(key);
+  });
+
+  it('refuses a key that does not fit the algorithm, and an RSA key under 2048 bits', async () => {
+    const { publicKey: weak } = generateKeyPairSync('rsa', { modulusLength: 1024 });
+    fetchJson.resolves({
+      keys: [
+        { ...idp.publicJwk, kid: 'p256', alg: undefined },
+        { ...(await exportJWK(weak)), kid: 'rsa1024' },
+      ],
+    });
+    const cache = jwks();
+    for (const [kid, alg] of [
+      ['p256', 'ES384'],
+      ['p256', 'RS256'],
+      ['rsa1024', 'RS256'],
+      ['rsa1024', 'PS256'],
+    ] as const) {
+      const err = await cache.getKey(kid, alg).catch((e: unknown) => e);
+      expect(err, `${kid} as ${alg}`).to.be.instanceOf(UnusableKeyError);
+    }
   });
 
   it('during a provider outage serves the last good keys for staleMax, then fails closed', async () => {

@@ -1,7 +1,9 @@
 import { expect } from 'chai';
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { createLocalJWKSet, jwtVerify, type JWK } from 'jose';
 import { generateSigningKey, type SigningKey } from '../../../src/tokens/signing-key.js';
-import { SigningPool } from '../../../src/tokens/signing-pool.js';
+import { ProofFailedError, SigningPool } from '../../../src/tokens/signing-pool.js';
+import type { SignatureProof } from '../../../src/tokens/signing-protocol.js';
 
 const LIFE = { activeMs: 3_600_000, tokenMaxTtlMs: 3_600_000, skewMs: 0 };
 
@@ -43,6 +45,42 @@ describe('signing pool', () => {
         expect((await verifyWith(a, ta)).protectedHeader.kid).to.equal(a.kid);
         expect((await verifyWith(b, tb)).protectedHeader.kid).to.equal(b.kid);
         expect((await verifyWith(a, ta2)).payload.k).to.equal('a2');
+      });
+
+      it('signs a payload with a proof only when the proof verifies, within one mixed batch', async () => {
+        const key = await generateSigningKey('ES256', Date.now(), LIFE, 'r1');
+        const provider = [generateKeyPairSync('ec', { namedCurve: 'P-256' }), generateKeyPairSync('ed25519')];
+        const proof = (i: 0 | 1, input: string, signedInput = input): SignatureProof => {
+          const pair = provider[i]!;
+          const signature =
+            i === 0
+              ? sign('sha256', Buffer.from(signedInput), { key: pair.privateKey, dsaEncoding: 'ieee-p1363' })
+              : sign(null, Buffer.from(signedInput), pair.privateKey);
+          return {
+            key: pair.publicKey,
+            alg: i === 0 ? 'ES256' : 'EdDSA',
+            signingInput: input,
+            signature: signature.toString('base64url'),
+          };
+        };
+        const results = await Promise.allSettled([
+          pool.sign(key, { n: 0 }, proof(0, 'a.b')),
+          pool.sign(key, { n: 1 }, proof(0, 'a.b', 'a.c')), // signed something else
+          pool.sign(key, { n: 2 }),
+          pool.sign(key, { n: 3 }, proof(1, 'x.y')),
+          pool.sign(key, { n: 4 }, { ...proof(1, 'x.y'), key: provider[0]!.publicKey }), // wrong key
+        ]);
+        expect(results.map((r) => r.status)).to.deep.equal([
+          'fulfilled',
+          'rejected',
+          'fulfilled',
+          'fulfilled',
+          'rejected',
+        ]);
+        for (const r of results) {
+          if (r.status === 'rejected') expect(r.reason).to.be.instanceOf(ProofFailedError);
+          else expect((await verifyWith(key, r.value)).payload.n).to.be.a('number');
+        }
       });
 
       it('after close, refuses new work and has finished what was queued', async () => {
