@@ -1,5 +1,6 @@
+import type { KeyObject } from 'node:crypto';
 import { signCompact, verifySignature } from './jws.js';
-import type { SignBatchResult, SignBatchTask } from './signing-protocol.js';
+import type { SignBatchResult, SignBatchTask, WireProof } from './signing-protocol.js';
 
 /**
  * Runs one signing task (in a worker, or inline when the pool has none): signs each payload with the batch's key
@@ -8,10 +9,16 @@ import type { SignBatchResult, SignBatchTask } from './signing-protocol.js';
 export function signBatch(task: SignBatchTask, header: string): SignBatchResult {
   return task.payloads.map((payload, i) => {
     const proof = task.proofs?.[i];
-    if (proof) {
-      const key = task.proofKeys?.[proof.keyIndex];
-      if (!key || !verifySignature(proof.alg, key, proof.signingInput, proof.signature)) return null;
-    }
+    if (proof && !holds(proof, task.proofKeys?.[proof.keyIndex])) return null;
     return signCompact(task.alg, header, task.key, payload);
   });
+}
+
+/** Whether a proof's signature verifies; a proof that cannot even be checked fails alone, not its batch. */
+function holds(proof: WireProof, key: KeyObject | undefined): boolean {
+  try {
+    return key !== undefined && verifySignature(proof.alg, key, proof.signingInput, proof.signature);
+  } catch {
+    return false;
+  }
 }

@@ -69,6 +69,9 @@ describe('signing pool', () => {
           pool.sign(key, { n: 2 }),
           pool.sign(key, { n: 3 }, proof(1, 'x.y')),
           pool.sign(key, { n: 4 }, { ...proof(1, 'x.y'), key: provider[0]!.publicKey }), // wrong key
+          // A proof that cannot even be checked fails alone, not the batch it is in.
+          pool.sign(key, { n: 5 }, { ...proof(0, 'a.b'), alg: 'HS256' as SignatureProof['alg'] }),
+          pool.sign(key, { n: 6 }),
         ]);
         expect(results.map((r) => r.status)).to.deep.equal([
           'fulfilled',
@@ -76,6 +79,8 @@ describe('signing pool', () => {
           'fulfilled',
           'fulfilled',
           'rejected',
+          'rejected',
+          'fulfilled',
         ]);
         for (const r of results) {
           if (r.status === 'rejected') expect(r.reason).to.be.instanceOf(ProofFailedError);
