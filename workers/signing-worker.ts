@@ -11,9 +11,9 @@ let lastHeader = '';
 
 /** Signs every payload of the batch whose proof holds; null for the others. */
 export default function run(task: SignBatchTask): SignBatchResult {
-  if (task.kid !== lastKid) {
-    lastHeader = encodedHeader(task.alg, task.kid);
-    lastKid = task.kid;
+  if (task.signer && task.signer.kid !== lastKid) {
+    lastHeader = encodedHeader(task.signer.alg, task.signer.kid);
+    lastKid = task.signer.kid;
   }
   return signBatch(task, lastHeader);
 }

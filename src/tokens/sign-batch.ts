@@ -4,13 +4,16 @@ import type { SignBatchResult, SignBatchTask, WireProof } from './signing-protoc
 
 /**
  * Runs one signing task (in a worker, or inline when the pool has none): signs each payload with the batch's key
- * and its encoded `header`, once the payload's proof, if it has one, verifies; null where a proof fails.
+ * and its encoded `header`, once the payload's proof, if it has one, verifies; null where a proof fails, `''`
+ * where a proof was only to be checked and holds.
  */
 export function signBatch(task: SignBatchTask, header: string): SignBatchResult {
   return task.payloads.map((payload, i) => {
     const proof = task.proofs?.[i];
     if (proof && !holds(proof, task.proofKeys?.[proof.keyIndex])) return null;
-    return signCompact(task.alg, header, task.key, payload);
+    if (payload === null) return '';
+    if (!task.signer) throw new Error('a payload to sign came without a signing key');
+    return signCompact(task.signer.alg, header, task.signer.key, payload);
   });
 }
 

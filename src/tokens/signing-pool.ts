@@ -27,11 +27,18 @@ export interface Signer {
    * verifies, and rejects with {@link ProofFailedError} otherwise.
    */
   sign(key: ActiveSigningKey, payload: Record<string, unknown>, proof?: SignatureProof): Promise<string>;
+  /** Whether a proof's signature verifies, checked where signing happens, with nothing signed. */
+  check(proof: SignatureProof): Promise<boolean>;
   close(): Promise<void>;
 }
 
+/** The queue of proofs that are only checked: they need no signing key and go in batches of their own. */
+const CHECKS = Symbol('checks');
+type QueueKey = ActiveSigningKey | typeof CHECKS;
+
 interface Waiting {
-  readonly payload: string;
+  /** Null for a proof that is only checked. */
+  readonly payload: string | null;
   readonly proof: SignatureProof | undefined;
   readonly resolve: (token: string) => void;
   readonly reject: (err: unknown) => void;
@@ -74,7 +81,7 @@ export class SigningPool implements Signer {
   readonly #maxInFlight: number;
   readonly #onBatch: ((size: number) => void) | undefined;
   /** Waiting requests, by key, in arrival order of their first request. */
-  readonly #queues = new Map<ActiveSigningKey, Waiting[]>();
+  readonly #queues = new Map<QueueKey, Waiting[]>();
   readonly #headers = new Map<string, string>();
   #inFlight = 0;
   #scheduled = false;
@@ -104,11 +111,25 @@ export class SigningPool implements Signer {
   }
 
   sign(key: ActiveSigningKey, payload: Record<string, unknown>, proof?: SignatureProof): Promise<string> {
+    return this.#enqueue(key, JSON.stringify(payload), proof);
+  }
+
+  check(proof: SignatureProof): Promise<boolean> {
+    return this.#enqueue(CHECKS, null, proof).then(
+      () => true,
+      (err: unknown) => {
+        if (err instanceof ProofFailedError) return false;
+        throw err;
+      },
+    );
+  }
+
+  #enqueue(key: QueueKey, payload: string | null, proof: SignatureProof | undefined): Promise<string> {
     if (this.#closed) return Promise.reject(new Error('signing pool is closed'));
     return new Promise<string>((resolve, reject) => {
       let queue = this.#queues.get(key);
       if (!queue) this.#queues.set(key, (queue = []));
-      queue.push({ payload: JSON.stringify(payload), proof, resolve, reject });
+      queue.push({ payload, proof, resolve, reject });
       if (queue.length >= this.#maxBatch && this.#inFlight < this.#maxInFlight) {
         // A full batch leaves now, so the worker signs while this thread goes on parsing requests.
         this.#pump();
@@ -136,7 +157,7 @@ export class SigningPool implements Signer {
   /** Starts batches while workers are free and requests wait. */
   #pump(): void {
     while (this.#inFlight < this.#maxInFlight && this.#queues.size > 0) {
-      const [key, queue] = this.#queues.entries().next().value as [ActiveSigningKey, Waiting[]];
+      const [key, queue] = this.#queues.entries().next().value as [QueueKey, Waiting[]];
       const batch = queue.splice(0, this.#maxBatch);
       if (queue.length === 0) this.#queues.delete(key);
       this.#inFlight++;
@@ -149,12 +170,13 @@ export class SigningPool implements Signer {
     }
   }
 
-  async #run(key: ActiveSigningKey, waiting: Waiting[]): Promise<void> {
-    const task = batchTask(key, waiting);
+  async #run(key: QueueKey, waiting: Waiting[]): Promise<void> {
+    const signer = key === CHECKS ? undefined : key;
+    const task = batchTask(signer, waiting);
     try {
       const tokens: SignBatchResult = this.#pool
         ? await this.#pool.run(task)
-        : signBatch(task, this.#header(key));
+        : signBatch(task, signer ? this.#header(signer) : '');
       waiting.forEach((w, i) => {
         const token = tokens[i];
         if (typeof token === 'string') w.resolve(token);
@@ -173,9 +195,10 @@ export class SigningPool implements Signer {
 }
 
 /** The task for a batch: its payloads and, when any has one, their proofs with each public key sent once. */
-function batchTask(key: ActiveSigningKey, waiting: readonly Waiting[]): SignBatchTask {
+function batchTask(key: ActiveSigningKey | undefined, waiting: readonly Waiting[]): SignBatchTask {
   const payloads = waiting.map((w) => w.payload);
-  if (!waiting.some((w) => w.proof)) return { kid: key.kid, alg: key.alg, key: key.privateKey, payloads };
+  const signer = key && { kid: key.kid, alg: key.alg, key: key.privateKey };
+  if (!waiting.some((w) => w.proof)) return { signer, payloads };
   const proofKeys: KeyObject[] = [];
   const proofs = waiting.map(({ proof }): WireProof | null => {
     if (!proof) return null;
@@ -183,5 +206,5 @@ function batchTask(key: ActiveSigningKey, waiting: readonly Waiting[]): SignBatc
     if (keyIndex < 0) keyIndex = proofKeys.push(proof.key) - 1;
     return { keyIndex, alg: proof.alg, signingInput: proof.signingInput, signature: proof.signature };
   });
-  return { kid: key.kid, alg: key.alg, key: key.privateKey, payloads, proofs, proofKeys };
+  return { signer, payloads, proofs, proofKeys };
 }

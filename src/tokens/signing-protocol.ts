@@ -34,16 +34,18 @@ export interface WireProof {
  * received it.
  */
 export interface SignBatchTask {
-  readonly kid: string;
-  readonly alg: SigningAlg;
-  readonly key: KeyObject;
-  /** JSON payloads, already serialised on the main thread. */
-  readonly payloads: readonly string[];
+  /** The key to sign with; absent from a batch that only checks proofs. */
+  readonly signer?: { readonly kid: string; readonly alg: SigningAlg; readonly key: KeyObject };
+  /** JSON payloads, already serialised on the main thread; null where the proof is only to be checked. */
+  readonly payloads: readonly (string | null)[];
   /** Per payload, the signature that must verify first (null: none); absent when no payload has one. */
   readonly proofs?: readonly (WireProof | null)[];
   /** The public keys the proofs name. */
   readonly proofKeys?: readonly KeyObject[];
 }
 
-/** Compact JWS strings, in the order of `payloads`; null where the payload's proof did not verify. */
+/**
+ * In the order of `payloads`: the compact JWS; `''` for a proof checked and holding, with nothing to sign; null
+ * where the proof did not verify.
+ */
 export type SignBatchResult = (string | null)[];

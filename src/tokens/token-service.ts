@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { errors as joseErrors, type JWTPayload } from 'jose';
+import { errors as joseErrors } from 'jose';
 import type { Clock } from '../clock.js';
 import { grantTargets, mapSubject } from './claims.js';
 import { ClientRegistry, presentedCredentials } from './client-auth.js';
@@ -12,7 +12,7 @@ import {
 } from './remote-jwks.js';
 import { ProofFailedError, type Signer } from './signing-pool.js';
 import type { SignatureProof } from './signing-protocol.js';
-import { checkClaims, checkHeader, readCompactJwt } from './subject-token.js';
+import { checkClaims, checkHeader, readCompactJwt, type CompactJwt } from './subject-token.js';
 import type { SigningKey } from './signing-key.js';
 import type { ClientConfig, ProviderConfig } from './tokens-config.js';
 
@@ -128,64 +128,61 @@ export class TokenService {
       throw new OAuthError('invalid_request', 'requested_token_type is not supported');
     }
 
-    const { provider, payload, proof } = await this.#checkSubject(subjectToken);
-    const { sub, claims } = mapSubject(provider.config, payload);
-    const allowedAudiences = client
-      ? provider.config.targetAudiences.filter((a) => client.audiences.includes(a))
-      : provider.config.targetAudiences;
-    const allowedScopes = client
-      ? provider.config.scopes.filter((s) => client.scopes.includes(s))
-      : provider.config.scopes;
-    const { aud, scope } = grantTargets(
-      [...form.getAll('audience'), ...form.getAll('resource')],
-      form.get('scope') ?? undefined,
-      allowedAudiences,
-      allowedScopes,
-    );
-    const extra: Record<string, unknown> = Object.assign({}, claims, { sub, idp: provider.config.name });
-    if (client) extra.client_id = client.id;
+    const { provider, jwt, proof } = await this.#readSubject(subjectToken);
+    let claims: Record<string, unknown>;
+    let targets: { aud: string[]; scope: string | undefined };
+    try {
+      const payload = checkClaims(jwt.payloadSegment, {
+        issuer: provider.config.issuer,
+        audience: provider.config.audiences,
+        clockTolerance: this.#o.skewS,
+        requiredClaims: ['exp'],
+        currentDate: new Date(this.#o.clock.now()),
+      });
+      const mapped = mapSubject(provider.config, payload);
+      claims = Object.assign({}, mapped.claims, { sub: mapped.sub, idp: provider.config.name });
+      targets = grantTargets(
+        [...form.getAll('audience'), ...form.getAll('resource')],
+        form.get('scope') ?? undefined,
+        client
+          ? provider.config.targetAudiences.filter((a) => client.audiences.includes(a))
+          : provider.config.targetAudiences,
+        client ? provider.config.scopes.filter((s) => client.scopes.includes(s)) : provider.config.scopes,
+      );
+    } catch (err) {
+      // A forged token learns that it is forged, never which claims, audiences or scopes would pass (jwtVerify
+      // too checks the signature before the claims). This costs a signature check on refusals only.
+      if (!(await this.#o.signer.check(proof))) throw invalidSignature();
+      throw subjectTokenError(err);
+    }
+    if (client) claims.client_id = client.id;
     const ttl = provider.config.tokenTtlS ?? client?.tokenTtlS;
     try {
-      return await this.#issue(extra, aud, scope, ttl, requestedType, proof);
+      return await this.#issue(claims, targets.aud, targets.scope, ttl, requestedType, proof);
     } catch (err) {
-      if (err instanceof ProofFailedError) {
-        throw new OAuthError('invalid_request', 'subject_token signature is invalid');
-      }
+      if (err instanceof ProofFailedError) throw invalidSignature();
       throw err;
     }
   }
 
   /**
-   * Checks everything about a subject token except its signature (T2): read strictly, provider chosen by the
-   * (unverified) issuer, header against the provider's algorithm allow-list, claims with jose's claim checks
-   * (issuer, audience, `exp` required, `nbf`, clock tolerance), key from the provider's JWKS fitted to the
-   * algorithm. The signature is returned as a proof that the signing worker verifies before it signs anything,
-   * so an exchange crosses to the worker once; the main thread never runs the expensive verification.
+   * Reads a subject token up to, not including, its signature and claims (T2), refusing what jwtVerify refuses
+   * before it checks a signature: a token that is not a well-formed compact JWS, an issuer that is not a
+   * configured provider, an algorithm outside the provider's allow-list, a key the provider does not publish or
+   * that does not fit the algorithm. The signature becomes a proof that the signing worker verifies before it
+   * signs anything, so an exchange crosses to the worker once and the main thread never runs the costly
+   * verification.
    */
-  async #checkSubject(
-    token: string,
-  ): Promise<{ provider: Provider; payload: JWTPayload; proof: SignatureProof }> {
+  async #readSubject(token: string): Promise<{ provider: Provider; jwt: CompactJwt; proof: SignatureProof }> {
     const jwt = readCompactJwt(token);
     if (!jwt) throw new OAuthError('invalid_request', 'subject_token is not a well-formed JWT');
     const { iss } = jwt.claims;
     const provider = typeof iss === 'string' ? this.#providers.get(iss) : undefined;
     if (!provider) throw new OAuthError('invalid_request', 'subject_token issuer is not trusted');
-    const { config, jwks } = provider;
     try {
-      const { alg, kid } = checkHeader(jwt.header, config.algorithms);
-      const payload = checkClaims(jwt.payloadSegment, {
-        issuer: config.issuer,
-        audience: config.audiences,
-        clockTolerance: this.#o.skewS,
-        requiredClaims: ['exp'],
-        currentDate: new Date(this.#o.clock.now()),
-      });
-      const key = await jwks.getKey(kid, alg);
-      return {
-        provider,
-        payload,
-        proof: { key, alg, signingInput: jwt.signingInput, signature: jwt.signature },
-      };
+      const { alg, kid } = checkHeader(jwt.header, provider.config.algorithms);
+      const key = await provider.jwks.getKey(kid, alg);
+      return { provider, jwt, proof: { key, alg, signingInput: jwt.signingInput, signature: jwt.signature } };
     } catch (err) {
       throw subjectTokenError(err);
     }
@@ -230,6 +227,10 @@ export class TokenService {
     if (scope !== undefined) response.scope = scope;
     return response;
   }
+}
+
+function invalidSignature(): OAuthError {
+  return new OAuthError('invalid_request', 'subject_token signature is invalid');
 }
 
 /** Maps a verification failure of the subject token to its RFC 8693 §2.2.2 error. */

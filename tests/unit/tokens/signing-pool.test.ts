@@ -88,6 +88,24 @@ describe('signing pool', () => {
         }
       });
 
+      it('checks a proof without signing anything, next to signing requests', async () => {
+        const key = await generateSigningKey('ES256', Date.now(), LIFE, 'r1');
+        const pair = generateKeyPairSync('ed25519');
+        const proof = (signed: string): SignatureProof => ({
+          key: pair.publicKey,
+          alg: 'EdDSA',
+          signingInput: 'h.p',
+          signature: sign(null, Buffer.from(signed), pair.privateKey).toString('base64url'),
+        });
+        const [good, bad, token] = await Promise.all([
+          pool.check(proof('h.p')),
+          pool.check(proof('h.q')),
+          pool.sign(key, { n: 1 }),
+        ]);
+        expect([good, bad]).to.deep.equal([true, false]);
+        expect((await verifyWith(key, token)).payload.n).to.equal(1);
+      });
+
       it('after close, refuses new work and has finished what was queued', async () => {
         const key = await generateSigningKey('ES256', Date.now(), LIFE, 'r1');
         const queued = pool.sign(key, { last: true });

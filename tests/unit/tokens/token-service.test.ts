@@ -102,6 +102,16 @@ describe('token service', () => {
       ...extra,
     });
   const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
+  /** The error description a refused request gets. */
+  async function reason(form: URLSearchParams, authorization?: string): Promise<string> {
+    try {
+      await service.handle(form, authorization);
+      return 'issued';
+    } catch (err) {
+      if (err instanceof OAuthError) return err.message;
+      throw err;
+    }
+  }
   async function refusal(form: URLSearchParams, authorization?: string): Promise<string> {
     try {
       await service.handle(form, authorization);
@@ -178,6 +188,8 @@ describe('token service', () => {
 
   describe('refusals, each with its RFC error code', () => {
     const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    /** Signs ES256 under the provider's kid with a key the provider does not have. */
+    const forger = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
     const cases: [string, () => Promise<[URLSearchParams, string?]>, string][] = [
       ['no grant_type', async () => [new URLSearchParams()], 'invalid_request'],
       [
@@ -324,6 +336,36 @@ describe('token service', () => {
         expect(await refusal(form, auth)).to.equal(expected);
       });
     }
+
+    it('a forged token learns only that its signature is invalid, never which claims or targets would pass', async () => {
+      const forge = (claims: Record<string, unknown>) =>
+        new SignJWT({ sub: 'u', aud: 'token-exchange', ...claims })
+          .setProtectedHeader({ alg: 'ES256', kid: idp.kid })
+          .setIssuer(idp.issuer)
+          .setExpirationTime(typeof claims.exp === 'number' ? claims.exp : '1h')
+          .sign(forger);
+      const genuine = (claims: Record<string, unknown>) =>
+        idp.sign(
+          { sub: 'u', aud: 'token-exchange', ...claims },
+          typeof claims.exp === 'number' ? { expiresIn: claims.exp } : {},
+        );
+      const expired = Math.floor(Date.now() / 1000) - 3600;
+      const variants: [string, Record<string, unknown>, Record<string, string>, string][] = [
+        ['an expired token', { exp: expired }, {}, 'subject_token has expired'],
+        ['a wrong audience', { aud: 'someone-else' }, {}, 'subject_token "aud" claim check failed'],
+        ['no subject', { sub: undefined }, {}, 'subject token has no usable "sub" claim'],
+        ['a target not allowed', {}, { audience: 'nope' }, 'audience not allowed: nope'],
+        ['a scope not allowed', {}, { scope: 'nope' }, 'scope not allowed: nope'],
+      ];
+      for (const [what, claims, extra, genuineReason] of variants) {
+        expect(await reason(exchangeForm(await genuine(claims), extra)), `genuine, ${what}`).to.equal(
+          genuineReason,
+        );
+        expect(await reason(exchangeForm(await forge(claims), extra)), `forged, ${what}`).to.equal(
+          'subject_token signature is invalid',
+        );
+      }
+    });
 
     it('a provider outage past the stale bound: temporarily_unavailable, not invalid_request', async () => {
       fetchJson.rejects(new FetchError('connection refused'));
