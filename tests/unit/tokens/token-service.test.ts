@@ -102,25 +102,24 @@ describe('token service', () => {
       ...extra,
     });
   const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
-  /** The error description a refused request gets. */
-  async function reason(form: URLSearchParams, authorization?: string): Promise<string> {
+  /** The OAuthError a request is refused with, or 'issued'. */
+  async function outcome(form: URLSearchParams, authorization?: string): Promise<OAuthError | 'issued'> {
     try {
       await service.handle(form, authorization);
       return 'issued';
     } catch (err) {
-      if (err instanceof OAuthError) return err.message;
+      if (err instanceof OAuthError) return err;
       throw err;
     }
   }
-  async function refusal(form: URLSearchParams, authorization?: string): Promise<string> {
-    try {
-      await service.handle(form, authorization);
-      return 'issued';
-    } catch (err) {
-      if (err instanceof OAuthError) return err.code;
-      throw err;
-    }
-  }
+  const refusal = async (form: URLSearchParams, authorization?: string) => {
+    const result = await outcome(form, authorization);
+    return result === 'issued' ? result : result.code;
+  };
+  const reason = async (form: URLSearchParams, authorization?: string) => {
+    const result = await outcome(form, authorization);
+    return result === 'issued' ? result : result.message;
+  };
 
   it('exchanges a provider token for an internal one with mapped subject and claims', async () => {
     const subject = await idp.sign({ sub: 'u1', email: 'u1@acme.test', aud: 'token-exchange' });
