@@ -28,10 +28,10 @@ export interface WireProof {
 /**
  * The one contract between the main thread and the signing workers; both sides import it as types only.
  *
- * A task is a batch: every token requested in one event-loop turn with the same key. The private key travels
- * with the batch (a KeyObject is cloned across threads without being serialised to text), so whichever worker
- * takes the batch holds the key it must sign with, and a rotated key can never be used by a worker that has not
- * received it.
+ * A task is a batch: every token requested in one event-loop turn with the same key (or proofs that are only
+ * to be checked, with no key at all). The private key travels with the batch (a KeyObject is cloned across
+ * threads without being serialised to text), so whichever worker takes the batch holds the key it must sign
+ * with, and a rotated key can never be used by a worker that has not received it.
  */
 export interface SignBatchTask {
   /** The key to sign with; absent from a batch that only checks proofs. */
