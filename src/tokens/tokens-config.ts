@@ -3,9 +3,6 @@ import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { VERIFY_ALGORITHMS } from './jws.js';
 
-/** Algorithms a provider may list (asymmetric only, so a public key can never act as an HMAC key). */
-export const PROVIDER_ALGORITHMS = VERIFY_ALGORITHMS;
-
 const claimName = z
   .string()
   .regex(/^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$/, 'a claim name')
@@ -22,7 +19,8 @@ const providerSchema = z
     jwksUri: z.string().url().optional(),
     discovery: z.boolean().default(false),
     audiences: z.array(z.string().min(1)).min(1),
-    algorithms: z.array(z.enum(PROVIDER_ALGORITHMS)).min(1).default(['RS256', 'ES256']),
+    // Asymmetric only (see VERIFY_ALGORITHMS), so a public key can never act as an HMAC key.
+    algorithms: z.array(z.enum(VERIFY_ALGORITHMS)).min(1).default(['RS256', 'ES256']),
     subjectClaim: claimName.default('sub'),
     subjectPrefix: z.string().max(64).default(''),
     claims: z.record(claimName, claimName).default({}),
