@@ -118,6 +118,21 @@ describe('signing pool', () => {
     });
   }
 
+  it('reports the size of signing batches only, not of batches that only check proofs', async () => {
+    const sizes: number[] = [];
+    const pool = new SigningPool({ workers: 0, onBatch: (size) => sizes.push(size) });
+    try {
+      const key = await generateSigningKey('ES256', Date.now(), LIFE, 'r1');
+      const pair = generateKeyPairSync('ed25519');
+      const signature = sign(null, Buffer.from('h.p'), pair.privateKey).toString('base64url');
+      const proof: SignatureProof = { key: pair.publicKey, alg: 'EdDSA', signingInput: 'h.p', signature };
+      await Promise.all([pool.sign(key, { n: 1 }), pool.sign(key, { n: 2 }), pool.check(proof)]);
+      expect(sizes).to.deep.equal([2]);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('runs the requested number of worker threads', async () => {
     const pool = new SigningPool({ workers: 2 });
     expect(pool.threads).to.equal(2);
