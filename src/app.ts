@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { Counter, Histogram } from 'prom-client';
+import { Counter } from 'prom-client';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
 import { healthRoutes } from './http/health.js';
@@ -12,7 +12,7 @@ import { KeyStore, MemoryOnlyBackend, type KeyStoreBackend } from './keys/key-st
 import { MemoryPublicKeyRepository } from './keys/memory-repository.js';
 import { createPgPool } from './keys/pg-pool.js';
 import { PostgresPublicKeyRepository } from './keys/postgres-repository.js';
-import { createMetrics, readGauge, type Metrics } from './metrics.js';
+import { BoundHistogram, createMetrics, readGauge, type Metrics } from './metrics.js';
 import { NatsClient } from './nats/connection.js';
 import { Supervisor, type Component } from './supervisor.js';
 import { undiciFetchJson, type FetchJson } from './tokens/http-fetch.js';
@@ -95,12 +95,13 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
   const keyStore = new KeyStore({ backend, ...config.keyStore, log });
   components.push(keyStore);
 
-  const batchSize = new Histogram({
+  const batchSize = new BoundHistogram({
     name: 'signing_batch_size',
     help: 'Tokens per signing task sent to the worker pool.',
+    labelNames: [],
     buckets: [1, 2, 4, 8, 16, 32, 64, 128],
     registers: [metrics.registry],
-  });
+  }).labels();
   const signer = new SigningPool({
     workers: config.signing.workers,
     maxBatch: config.signing.maxBatch,
