@@ -53,6 +53,8 @@ export interface HttpServerOptions {
   readonly metrics: Metrics;
 }
 
+const NO_PARAMS: Readonly<Record<string, string>> = Object.freeze({});
+
 interface CompiledRoute extends Route {
   readonly segments: readonly string[];
 }
@@ -144,14 +146,15 @@ export class HttpServer {
     const route = match.route.path;
     let result: HttpResponse | Promise<HttpResponse>;
     try {
-      result = match.route.handler({
-        method: req.method ?? 'GET',
-        path: pathname,
-        query: new URLSearchParams(q < 0 ? '' : raw.slice(q + 1)),
-        params: match.params,
-        headers: req.headers,
-        body: () => readBody(req, this.#options.maxBodyBytes),
-      });
+      result = match.route.handler(
+        new IncomingRequest(
+          req,
+          pathname,
+          q < 0 ? '' : raw.slice(q + 1),
+          match.params,
+          this.#options.maxBodyBytes,
+        ),
+      );
     } catch (err) {
       this.#fail(req, res, route, started, err);
       return;
@@ -248,12 +251,12 @@ export class HttpServer {
   #match(
     method: string,
     pathname: string,
-  ): { route: CompiledRoute; params: Record<string, string> } | 'method-not-allowed' | undefined {
+  ): { route: CompiledRoute; params: Readonly<Record<string, string>> } | 'method-not-allowed' | undefined {
     const exact =
       this.#static.get(pathname) ?? this.#static.get(`/${pathname.split('/').filter(Boolean).join('/')}`);
     if (exact) {
       const route = exact.find((r) => r.method === method || (method === 'HEAD' && r.method === 'GET'));
-      if (route) return { route, params: {} };
+      if (route) return { route, params: NO_PARAMS };
     }
     const segments = pathname.split('/').filter(Boolean);
     let pathMatched = false;
@@ -264,6 +267,42 @@ export class HttpServer {
       pathMatched = true;
     }
     return pathMatched ? 'method-not-allowed' : undefined;
+  }
+}
+
+/** A request as handlers see it; the query string is parsed only if a handler asks for it. */
+class IncomingRequest implements HttpRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly params: Readonly<Record<string, string>>;
+  readonly headers: IncomingHttpHeaders;
+  readonly #req: IncomingMessage;
+  readonly #search: string;
+  readonly #maxBodyBytes: number;
+  #query: URLSearchParams | undefined;
+
+  constructor(
+    req: IncomingMessage,
+    path: string,
+    search: string,
+    params: Readonly<Record<string, string>>,
+    maxBodyBytes: number,
+  ) {
+    this.method = req.method ?? 'GET';
+    this.path = path;
+    this.params = params;
+    this.headers = req.headers;
+    this.#req = req;
+    this.#search = search;
+    this.#maxBodyBytes = maxBodyBytes;
+  }
+
+  get query(): URLSearchParams {
+    return (this.#query ??= new URLSearchParams(this.#search));
+  }
+
+  body(): Promise<Buffer> {
+    return readBody(this.#req, this.#maxBodyBytes);
   }
 }
 
@@ -294,7 +333,9 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) return Promise.reject(new PayloadTooLargeError(limit));
   return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
+    // A small body arrives in one chunk: it is kept as it is, with no list and no copy.
+    let first: Buffer | undefined;
+    let rest: Buffer[] | undefined;
     let size = 0;
     const onData = (chunk: Buffer) => {
       size += chunk.length;
@@ -304,10 +345,11 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
         reject(new PayloadTooLargeError(limit));
         return;
       }
-      chunks.push(chunk);
+      if (!first) first = chunk;
+      else (rest ??= [first]).push(chunk);
     };
     req.on('data', onData);
-    req.once('end', () => resolve(Buffer.concat(chunks)));
-    req.once('error', reject);
+    req.on('end', () => resolve(rest ? Buffer.concat(rest, size) : (first ?? Buffer.alloc(0))));
+    req.on('error', reject);
   });
 }
