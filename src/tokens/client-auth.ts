@@ -33,8 +33,8 @@ export function presentedCredentials(
     if (!basic) throw new OAuthError('invalid_client', 'malformed Authorization header');
     try {
       return {
-        clientId: decodeURIComponent(basic.user.replace(/\+/g, ' ')),
-        clientSecret: decodeURIComponent(basic.password.replace(/\+/g, ' ')),
+        clientId: formDecode(basic.user),
+        clientSecret: formDecode(basic.password),
         method: 'client_secret_basic',
       };
     } catch {
@@ -49,6 +49,12 @@ export function presentedCredentials(
     };
   }
   return undefined;
+}
+
+/** Decodes a form-urlencoded value (`+` is a space); a plain value, the usual case, is returned as it is. */
+function formDecode(value: string): string {
+  if (!value.includes('%') && !value.includes('+')) return value;
+  return decodeURIComponent(value.replace(/\+/g, ' '));
 }
 
 /**

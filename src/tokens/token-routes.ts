@@ -28,6 +28,13 @@ export function oauthErrorResponse(err: unknown, log: Logger): HttpResponse {
   return { status: error.status, headers, json: { error: error.code, error_description: error.message } };
 }
 
+const FORM = 'application/x-www-form-urlencoded';
+
+/** Whether a Content-Type names a form, with or without parameters, in any case. */
+function isForm(contentType: string | undefined): boolean {
+  return contentType === FORM || (contentType ?? '').split(';')[0]?.trim().toLowerCase() === FORM;
+}
+
 /** Settings of {@link tokenRoutes}. */
 export interface TokenRoutesOptions {
   readonly service: TokenService;
@@ -57,8 +64,7 @@ export function tokenRoutes(o: TokenRoutesOptions): Route[] {
       path: '/token',
       handler: async (req) => {
         try {
-          const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
-          if (type !== 'application/x-www-form-urlencoded') {
+          if (!isForm(req.headers['content-type'])) {
             throw new OAuthError('invalid_request', 'content type must be application/x-www-form-urlencoded');
           }
           const form = new URLSearchParams((await req.body()).toString('utf8'));
