@@ -12,8 +12,8 @@ import { GRANT_TOKEN_EXCHANGE, TokenService } from '../../../src/tokens/token-se
 import { parseTokensConfig } from '../../../src/tokens/tokens-config.js';
 
 /**
- * The exchange checks a subject token's signature with node:crypto in the signing worker and its claims with
- * jose's claim checks, instead of calling jose's `jwtVerify`. This property holds the two to the same answers:
+ * The exchange checks a subject token's signature with node:crypto in the signing worker and its claims by jose's
+ * rules on the payload it has decoded once, instead of calling jose's `jwtVerify`. This property holds the two to the same answers:
  * for validly signed tokens with claims good and bad, and for those tokens mutated in every way fast-check finds
  * (characters flipped anywhere, headers re-encoded with other algorithms, `none`, HMAC, `crit`, other `kid`s,
  * segments added or cut), the exchange issues a token exactly when `jwtVerify` accepts the subject token, with
