@@ -1,5 +1,6 @@
 import { hash, timingSafeEqual } from 'node:crypto';
 import { parseBasic } from '../http/basic-auth.js';
+import type { FormParams } from '../http/form.js';
 import type { ClientConfig } from './tokens-config.js';
 import { OAuthError } from './oauth-error.js';
 
@@ -24,7 +25,7 @@ export function hashSecret(secret: string): string {
  */
 export function presentedCredentials(
   authorization: string | undefined,
-  form: URLSearchParams,
+  form: FormParams,
 ): PresentedCredentials | undefined {
   const inBody = form.has('client_secret');
   if (authorization !== undefined) {

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import { PayloadTooLargeError } from '../errors.js';
+import { Form } from '../http/form.js';
 import type { HttpResponse, Route } from '../http/server.js';
 import type { SigningAlg } from '../keys/public-key.js';
 import { BASIC_CHALLENGE } from './client-auth.js';
@@ -67,7 +68,7 @@ export function tokenRoutes(o: TokenRoutesOptions): Route[] {
           if (!isForm(req.headers['content-type'])) {
             throw new OAuthError('invalid_request', 'content type must be application/x-www-form-urlencoded');
           }
-          const form = new URLSearchParams((await req.body()).toString('utf8'));
+          const form = new Form((await req.body()).toString('utf8'));
           const response = await o.service.handle(form, req.headers.authorization);
           issued.inc({
             grant: form.get('grant_type') === GRANT_TOKEN_EXCHANGE ? 'token_exchange' : 'client_credentials',

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { errors as joseErrors } from 'jose';
 import type { Clock } from '../clock.js';
+import type { FormParams } from '../http/form.js';
 import { grantTargets, mapSubject } from './claims.js';
 import { ClientRegistry, presentedCredentials } from './client-auth.js';
 import { OAuthError } from './oauth-error.js';
@@ -78,7 +79,7 @@ export class TokenService {
   }
 
   /** Handles one token request: its form parameters and its Authorization header. */
-  async handle(form: URLSearchParams, authorization: string | undefined): Promise<TokenResponse> {
+  async handle(form: FormParams, authorization: string | undefined): Promise<TokenResponse> {
     refuseRepeated(form);
     const grantType = form.get('grant_type');
     if (!grantType) throw new OAuthError('invalid_request', 'grant_type is required');
@@ -95,7 +96,7 @@ export class TokenService {
     }
   }
 
-  #clientCredentials(form: URLSearchParams, client: ClientConfig): Promise<TokenResponse> {
+  #clientCredentials(form: FormParams, client: ClientConfig): Promise<TokenResponse> {
     if (!client.grants.includes('client_credentials')) {
       throw new OAuthError('unauthorized_client', 'client may not use client_credentials');
     }
@@ -108,7 +109,7 @@ export class TokenService {
     return this.#issue({ sub: client.id, client_id: client.id }, aud, scope, client.tokenTtlS);
   }
 
-  async #exchange(form: URLSearchParams, client: ClientConfig | undefined): Promise<TokenResponse> {
+  async #exchange(form: FormParams, client: ClientConfig | undefined): Promise<TokenResponse> {
     if (client && !client.grants.includes('token_exchange')) {
       throw new OAuthError('unauthorized_client', 'client may not use token exchange');
     }
@@ -229,7 +230,7 @@ export class TokenService {
 }
 
 /** Refuses a repeated parameter unless RFC 8693 lets it repeat (RFC 6749 §3.2); one pass over a small form. */
-function refuseRepeated(form: URLSearchParams): void {
+function refuseRepeated(form: FormParams): void {
   const seen: string[] = [];
   for (const name of form.keys()) {
     if (seen.includes(name)) {
