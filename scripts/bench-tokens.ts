@@ -9,8 +9,11 @@
  *
  * The load generator shares the machine's cores with the servers, so a light one matters: `wrk` (Debian package
  * `wrk`, one thread) is used when installed, autocannon (in-process, heavier) otherwise.
+ *
+ * Both servers run as JavaScript compiled by tsc (`tsconfig.bench.json`, into `.bench/dist`), as `npm start` runs
+ * the service: under tsx every closure created per request would also pay for esbuild's `keepNames` wrapper.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,7 +46,7 @@ function spawnAndWait(
   env: Record<string, string>,
   field: string,
 ): Promise<{ proc: ChildProcess; port: number }> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', ...args], {
+  const proc = spawn(process.execPath, args, {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -139,7 +142,17 @@ async function loadAutocannon(
 
 let scratch = tmpdir();
 
+/** Compiles the service and the baseline server into `.bench/dist`; returns that directory. */
+function build(): string {
+  execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.bench.json'], {
+    cwd: ROOT,
+    stdio: 'inherit',
+  });
+  return join(ROOT, '.bench/dist');
+}
+
 async function main(): Promise<void> {
+  const dist = build();
   const idp = await new TestIdp('bench-idp').start();
   const dir = await mkdtemp(join(tmpdir(), 'bench-tokens-'));
   scratch = dir;
@@ -155,7 +168,7 @@ async function main(): Promise<void> {
     );
     const baseline = await spawnAndWait(
       [
-        'scripts/lib/baseline-token-server.ts',
+        join(dist, 'scripts/lib/baseline-token-server.js'),
         idp.issuer,
         JSON.stringify({ keys: [idp.publicJwk] }),
         'svc-a',
@@ -166,7 +179,7 @@ async function main(): Promise<void> {
     );
     children.push(baseline.proc);
     const subject = await spawnAndWait(
-      ['src/main.ts'],
+      [join(dist, 'src/main.js')],
       { TOKENS_PORT: '0', TOKENS_CONFIG: configPath, SIGNING_WORKERS: values.workers, LOG_LEVEL: 'info' },
       'tokensPort',
     );

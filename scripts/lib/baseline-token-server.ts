@@ -3,7 +3,8 @@
  * secret (SHA-256, constant time), verifies subject tokens with jose `jwtVerify` against a local JWKS, and signs
  * with jose `SignJWT` (ES256) on its main thread. Prints `{"port":N}` once listening.
  *
- * Usage: node --import tsx scripts/lib/baseline-token-server.ts <issuer> <jwks-json> <client-id> <secret>
+ * Usage: node .bench/dist/scripts/lib/baseline-token-server.js <issuer> <jwks-json> <client-id> <secret> (compiled by
+ *        bench-tokens.ts; under tsx: node --import tsx scripts/lib/baseline-token-server.ts …)
  */
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer } from 'node:http';
