@@ -4,7 +4,7 @@
  * `jwtVerify` and signs with jose `SignJWT` on its main thread. Baseline and subject alternate (A B A B …) and
  * medians are reported with the ratio.
  *
- *   node --import tsx scripts/bench-tokens.ts [--rounds 3] [--seconds 5] [--connections 32] [--workers 1]
+ *   node --import tsx scripts/bench-tokens.ts [--rounds 7] [--seconds 4] [--connections 32] [--workers 1]
  *                                             [--loader wrk|autocannon]
  *
  * The load generator shares the machine's cores with the servers, so a light one matters: `wrk` (Debian package
@@ -26,8 +26,8 @@ import { hasWrk, median, processCpu, runWrk } from './lib/load.js';
 
 const { values } = parseArgs({
   options: {
-    rounds: { type: 'string', default: '3' },
-    seconds: { type: 'string', default: '5' },
+    rounds: { type: 'string', default: '7' },
+    seconds: { type: 'string', default: '4' },
     connections: { type: 'string', default: '32' },
     workers: { type: 'string', default: '1' },
     loader: { type: 'string', default: hasWrk() ? 'wrk' : 'autocannon' },
@@ -234,8 +234,13 @@ async function main(): Promise<void> {
       row('baseline', b);
       row('service', v);
       const cpu = (r: typeof b) => r.mainUs + r.otherUs;
+      // Each round's service run follows its baseline run within seconds, so the ratio of a pair is spared most of
+      // the machine's drift between rounds (seen here: the same server 30% apart from one round to the next).
+      const paired = runs.service.map((r, i) => r.rps / (runs.baseline[i]?.rps ?? NaN));
       console.log(
-        `  ratio     ${(v.rps / b.rps).toFixed(2)}x requests/s; ${(cpu(b) / cpu(v)).toFixed(2)}x less CPU per request`,
+        `  ratio     ${median(paired).toFixed(2)}x requests/s (median of the ${ROUNDS} paired rounds, ` +
+          `${Math.min(...paired).toFixed(2)}–${Math.max(...paired).toFixed(2)}; ratio of medians ` +
+          `${(v.rps / b.rps).toFixed(2)}x); ${(cpu(b) / cpu(v)).toFixed(2)}x less CPU per request`,
       );
     }
   } finally {
