@@ -144,10 +144,14 @@ let scratch = tmpdir();
 
 /** Compiles the service and the baseline server into `.bench/dist`; returns that directory. */
 function build(): string {
-  execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.bench.json'], {
-    cwd: ROOT,
-    stdio: 'inherit',
-  });
+  execFileSync(
+    process.execPath,
+    [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.bench.json'],
+    {
+      cwd: ROOT,
+      stdio: 'inherit',
+    },
+  );
   return join(ROOT, '.bench/dist');
 }
 
