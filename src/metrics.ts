@@ -36,6 +36,13 @@ export interface BoundHistogramOptions<L extends string> {
   readonly registers: readonly Registry[];
 }
 
+/** One sample of a metric as prom-client's registry renders it. */
+interface Sample {
+  readonly labels: Readonly<Record<string, string | number>>;
+  readonly value: number;
+  readonly metricName: string;
+}
+
 interface ChildState {
   readonly labels: Readonly<Record<string, string>>;
   /** Observations per bucket (not cumulative); the last slot counts those above every bound. */
@@ -95,14 +102,8 @@ export class BoundHistogram<L extends string> {
   }
 
   /** The samples, as prom-client's registry reads them. */
-  get(): Promise<{
-    name: string;
-    help: string;
-    type: 'histogram';
-    aggregator: 'sum';
-    values: { labels: Record<string, string | number>; value: number; metricName: string }[];
-  }> {
-    const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
+  get(): Promise<{ name: string; help: string; type: 'histogram'; aggregator: 'sum'; values: Sample[] }> {
+    const values: Sample[] = [];
     for (const { state } of this.#children.values()) {
       let cumulative = 0;
       this.#bounds.forEach((bound, i) => {
