@@ -32,8 +32,8 @@ function jsonObject(bytes: Buffer): Record<string, unknown> | undefined {
 }
 
 /**
- * Reads a compact JWS strictly: three non-empty segments of base64url characters only, whose first two decode to
- * JSON objects. Anything else is `undefined`. Each segment is decoded once; the signature is checked later (in the
+ * Reads a compact JWS strictly: three non-empty segments of base64url characters only, of lengths base64url can
+ * have, whose first two decode to JSON objects. Anything else is `undefined`. Each segment is decoded once; the signature is checked later (in the
  * signing worker, see `SignatureProof`).
  */
 export function readCompactJwt(token: string): CompactJwt | undefined {
@@ -44,6 +44,11 @@ export function readCompactJwt(token: string): CompactJwt | undefined {
   const payloadSegment = token.slice(first + 1, second);
   const signature = token.slice(second + 1);
   if (!SEGMENT.test(headerSegment) || !SEGMENT.test(payloadSegment) || !SEGMENT.test(signature)) {
+    return undefined;
+  }
+  // Unpadded base64url never leaves 1 modulo 4 (RFC 4648 §5). Buffer would decode such a segment anyway, dropping
+  // its last character, so a signature with one character added would still verify; jose refuses it.
+  if (headerSegment.length % 4 === 1 || payloadSegment.length % 4 === 1 || signature.length % 4 === 1) {
     return undefined;
   }
   const header = jsonObject(Buffer.from(headerSegment, 'base64url'));

@@ -15,7 +15,7 @@ import { parseTokensConfig } from '../../../src/tokens/tokens-config.js';
  * The exchange checks a subject token's signature with node:crypto in the signing worker and its claims by jose's
  * rules on the payload it has decoded once, instead of calling jose's `jwtVerify`. This property holds the two to the same answers:
  * for validly signed tokens with claims good and bad, and for those tokens mutated in every way fast-check finds
- * (characters flipped anywhere, headers re-encoded with other algorithms, `none`, HMAC, `crit`, other `kid`s,
+ * (characters flipped or added anywhere, headers re-encoded with other algorithms, `none`, HMAC, `crit`, other `kid`s,
  * segments added or cut), the exchange issues a token exactly when `jwtVerify` accepts the subject token, with
  * one deliberate difference fast-check found: jose tolerates `=` padding, which RFC 7515 §2 leaves out of
  * base64url, and the exchange refuses it. So: never more lenient than jose, and as lenient on well-formed tokens.
@@ -206,6 +206,12 @@ describe('subject token verification agrees with jose jwtVerify (property)', fun
       const i = at % t.length;
       return t.slice(0, i) + ch + t.slice(i + 1);
     }),
+    // A character added: a segment whose length leaves 1 modulo 4 is no base64url at all, though Buffer decodes it.
+    fc.record({ at: fc.nat(), ch: fc.constantFrom(...B64URL) }).map(({ at, ch }) => (t: string) => {
+      const i = at % (t.length + 1);
+      return t.slice(0, i) + ch + t.slice(i);
+    }),
+    fc.constantFrom(...B64URL).map((ch) => (t: string) => `${t}${ch}`),
     fc
       .record({
         alg: fc.constantFrom('none', 'HS256', 'ES256', 'RS256', 'PS256', 'EdDSA', 'ES384', 'ES512'),
@@ -242,10 +248,26 @@ describe('subject token verification agrees with jose jwtVerify (property)', fun
         if (expected) accepted++;
         else refused++;
       }),
-      { numRuns: 400 },
+      { numRuns: 1000 },
     );
     // Both outcomes were exercised, so agreement is not vacuous.
-    expect(accepted).to.be.greaterThan(20);
-    expect(refused).to.be.greaterThan(20);
+    expect(accepted).to.be.greaterThan(50);
+    expect(refused).to.be.greaterThan(50);
+  });
+
+  it('refuses, as jwtVerify does, every algorithm’s token with one character added to a segment', async () => {
+    const nowS = Math.floor(NOW / 1000);
+    for (const key of keys) {
+      const input = `${b64({ alg: key.alg, kid: key.kid })}.${b64({ sub: 'user-1', iss: ISSUER, aud: 'exchange', exp: nowS + 60 })}`;
+      const token = `${input}.${signWith(key.alg, key.signer, input)}`;
+      expect(await exchangeAccepts(token), key.alg).to.equal(true);
+      for (const at of [input.indexOf('.'), input.length, token.length]) {
+        for (const ch of ['A', 'Q', 'g', 'w']) {
+          const grown = token.slice(0, at) + ch + token.slice(at);
+          expect(await joseAccepts(grown), `${key.alg} ${at} ${ch}`).to.equal(false);
+          expect(await exchangeAccepts(grown), `${key.alg} ${at} ${ch}`).to.equal(false);
+        }
+      }
+    }
   });
 });
