@@ -33,8 +33,8 @@ function jsonObject(bytes: Buffer): Record<string, unknown> | undefined {
 
 /**
  * Reads a compact JWS strictly: three non-empty segments of base64url characters only, of lengths base64url can
- * have, whose first two decode to JSON objects. Anything else is `undefined`. Each segment is decoded once; the signature is checked later (in the
- * signing worker, see `SignatureProof`).
+ * have, whose first two decode to JSON objects. Anything else is `undefined`. Each segment is decoded once; the
+ * signature is checked later (in the signing worker, see `SignatureProof`).
  */
 export function readCompactJwt(token: string): CompactJwt | undefined {
   const first = token.indexOf('.');

@@ -13,12 +13,13 @@ import { parseTokensConfig } from '../../../src/tokens/tokens-config.js';
 
 /**
  * The exchange checks a subject token's signature with node:crypto in the signing worker and its claims by jose's
- * rules on the payload it has decoded once, instead of calling jose's `jwtVerify`. This property holds the two to the same answers:
- * for validly signed tokens with claims good and bad, and for those tokens mutated in every way fast-check finds
- * (characters flipped or added anywhere, headers re-encoded with other algorithms, `none`, HMAC, `crit`, other `kid`s,
- * segments added or cut), the exchange issues a token exactly when `jwtVerify` accepts the subject token, with
- * one deliberate difference fast-check found: jose tolerates `=` padding, which RFC 7515 §2 leaves out of
- * base64url, and the exchange refuses it. So: never more lenient than jose, and as lenient on well-formed tokens.
+ * rules on the payload it has decoded once, instead of calling jose's `jwtVerify`. This property holds the two to
+ * the same answers: for validly signed tokens with claims good and bad, and for those tokens mutated in every way
+ * fast-check finds (characters flipped or added anywhere, headers re-encoded with other algorithms, `none`, HMAC,
+ * `crit`, other `kid`s, segments added or cut), the exchange issues a token exactly when `jwtVerify` accepts the
+ * subject token, with one deliberate difference fast-check found: jose tolerates `=` padding, which RFC 7515 §2
+ * leaves out of base64url, and the exchange refuses it. So: never more lenient than jose, and as lenient on
+ * well-formed tokens.
  */
 const COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const ISSUER = 'https://idp.property.test';
