@@ -117,16 +117,11 @@ export interface ClaimChecks {
 export function checkClaims(jwt: CompactJwt, o: ClaimChecks): JWTPayload {
   const claims = jwt.claims as JWTPayload;
   if (!jwt.payloadIsUtf8) throw new errors.JWTInvalid('JWT Claims Set must be a top-level JSON object');
-  for (const claim of new Set([...o.requiredClaims, 'aud', 'iss'].reverse())) {
-    if (!Object.hasOwn(claims, claim)) {
-      throw new errors.JWTClaimValidationFailed(
-        `missing required "${claim}" claim`,
-        claims,
-        claim,
-        'missing',
-      );
-    }
-  }
+  // jose's order: `iss`, `aud`, then the required claims from last to first (checking one twice changes nothing).
+  requirePresent(claims, 'iss');
+  requirePresent(claims, 'aud');
+  for (let i = o.requiredClaims.length - 1; i >= 0; i--)
+    requirePresent(claims, o.requiredClaims[i] as string);
   if (claims.iss !== o.issuer) unexpected(claims, 'iss');
   const { aud } = claims;
   const audienceMatches =
@@ -150,6 +145,12 @@ export function checkClaims(jwt: CompactJwt, o: ClaimChecks): JWTPayload {
     throw new errors.JWTExpired('"exp" claim timestamp check failed', claims, 'exp', 'check_failed');
   }
   return claims;
+}
+
+function requirePresent(claims: JWTPayload, claim: string): void {
+  if (!Object.hasOwn(claims, claim)) {
+    throw new errors.JWTClaimValidationFailed(`missing required "${claim}" claim`, claims, claim, 'missing');
+  }
 }
 
 function unexpected(claims: JWTPayload, claim: string): never {
