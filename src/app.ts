@@ -16,10 +16,10 @@ import { BoundHistogram, createMetrics, readGauge, type Metrics } from './metric
 import { NatsClient } from './nats/connection.js';
 import { Supervisor, type Component } from './supervisor.js';
 import { undiciFetchJson, type FetchJson } from './tokens/http-fetch.js';
-import { NatsKeyAnnouncer } from './tokens/key-announcer.js';
-import { KeyRotation, signingKeyLifetime } from './tokens/key-rotation.js';
-import { keyLifetimeMs } from './tokens/signing-key.js';
-import { keyRoutes } from './tokens/key-routes.js';
+import { NatsKeyAnnouncer } from './keys/key-announcer.js';
+import { KeyRotation, signingKeyLifetime } from './keys/key-rotation.js';
+import { keyLifetimeMs } from './keys/signing-key.js';
+import { keyRoutes } from './keys/key-routes.js';
 import { RemoteJwks } from './tokens/remote-jwks.js';
 import { SigningPool } from './tokens/signing-pool.js';
 import { tokenRoutes } from './tokens/token-routes.js';

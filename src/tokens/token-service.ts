@@ -14,7 +14,7 @@ import {
 import { ProofFailedError, type Signer } from './signing-pool.js';
 import type { SignatureProof } from './signing-protocol.js';
 import { checkClaims, checkHeader, readCompactJwt, type CompactJwt } from './subject-token.js';
-import type { SigningKey } from './signing-key.js';
+import type { SigningKey } from '../keys/signing-key.js';
 import type { ClientConfig, ProviderConfig } from './tokens-config.js';
 
 export const GRANT_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';

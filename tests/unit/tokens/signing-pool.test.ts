@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { createLocalJWKSet, jwtVerify, type JWK } from 'jose';
-import { generateSigningKey, type SigningKey } from '../../../src/tokens/signing-key.js';
+import { generateSigningKey, type SigningKey } from '../../../src/keys/signing-key.js';
 import { ProofFailedError, SigningPool } from '../../../src/tokens/signing-pool.js';
 import type { SignatureProof } from '../../../src/tokens/signing-protocol.js';
 

@@ -6,7 +6,7 @@ import { silentLogger } from '../../../src/log.js';
 import { VERIFY_ALGORITHMS, type VerifyAlg } from '../../../src/tokens/jws.js';
 import { OAuthError } from '../../../src/tokens/oauth-error.js';
 import { RemoteJwks } from '../../../src/tokens/remote-jwks.js';
-import { generateSigningKey } from '../../../src/tokens/signing-key.js';
+import { generateSigningKey } from '../../../src/keys/signing-key.js';
 import { SigningPool } from '../../../src/tokens/signing-pool.js';
 import { GRANT_TOKEN_EXCHANGE, TokenService } from '../../../src/tokens/token-service.js';
 import { parseTokensConfig } from '../../../src/tokens/tokens-config.js';

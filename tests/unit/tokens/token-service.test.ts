@@ -7,7 +7,7 @@ import { hashSecret } from '../../../src/tokens/client-auth.js';
 import { FetchError } from '../../../src/tokens/http-fetch.js';
 import { OAuthError } from '../../../src/tokens/oauth-error.js';
 import { RemoteJwks } from '../../../src/tokens/remote-jwks.js';
-import { generateSigningKey, type SigningKey } from '../../../src/tokens/signing-key.js';
+import { generateSigningKey, type SigningKey } from '../../../src/keys/signing-key.js';
 import { SigningPool } from '../../../src/tokens/signing-pool.js';
 import { GRANT_TOKEN_EXCHANGE, TokenService } from '../../../src/tokens/token-service.js';
 import { parseTokensConfig } from '../../../src/tokens/tokens-config.js';

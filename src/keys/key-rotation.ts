@@ -2,8 +2,8 @@ import type { Logger } from 'pino';
 import { Actor } from '../actor/actor.js';
 import type { Clock } from '../clock.js';
 import { describeError } from '../errors.js';
-import type { KeyStore } from '../keys/key-store.js';
-import type { SigningAlg } from '../keys/public-key.js';
+import type { KeyStore } from './key-store.js';
+import type { SigningAlg } from './public-key.js';
 import type { KeyAnnouncer } from './key-announcer.js';
 import { generateSigningKey, type KeyLifetime, type SigningKey } from './signing-key.js';
 

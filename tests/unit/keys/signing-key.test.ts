@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { createPublicKey, verify, sign, type JsonWebKey } from 'node:crypto';
 import { calculateJwkThumbprint } from 'jose';
-import { generateSigningKey } from '../../../src/tokens/signing-key.js';
+import { generateSigningKey } from '../../../src/keys/signing-key.js';
 
 const LIFETIME = { activeMs: 3_600_000, tokenMaxTtlMs: 900_000, skewMs: 60_000 };
 

@@ -6,8 +6,8 @@ import { MemoryPublicKeyRepository } from '../../../src/keys/memory-repository.j
 import { PendingWrites } from '../../../src/keys/pending-writes.js';
 import type { PublicKey } from '../../../src/keys/public-key.js';
 import { silentLogger } from '../../../src/log.js';
-import type { KeyAnnouncer } from '../../../src/tokens/key-announcer.js';
-import { KeyRotation } from '../../../src/tokens/key-rotation.js';
+import type { KeyAnnouncer } from '../../../src/keys/key-announcer.js';
+import { KeyRotation } from '../../../src/keys/key-rotation.js';
 import { FakePostgres } from '../../support/fake-postgres.js';
 import { fakeTime, T0 } from '../../support/time.js';
 

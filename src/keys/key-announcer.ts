@@ -3,9 +3,9 @@ import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import type { QueuedIterator } from '@nats-io/nats-core';
 import type { Logger } from 'pino';
 import { describeError } from '../errors.js';
-import type { KeyStore } from '../keys/key-store.js';
-import { parsePublicKey } from '../keys/public-key-schema.js';
-import type { PublicKey } from '../keys/public-key.js';
+import type { KeyStore } from './key-store.js';
+import { parsePublicKey } from './public-key-schema.js';
+import type { PublicKey } from './public-key.js';
 import type { NatsClient } from '../nats/connection.js';
 import { withTimeout } from '../timeout.js';
 

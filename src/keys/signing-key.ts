@@ -1,7 +1,7 @@
 import { generateKeyPair, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
 import { calculateJwkThumbprint, type JWK } from 'jose';
-import { toPublicJwk, type PublicKey, type SigningAlg } from '../keys/public-key.js';
+import { toPublicJwk, type PublicKey, type SigningAlg } from './public-key.js';
 
 /** A freshly generated key pair. The private half never leaves process memory (T5). */
 export interface SigningKey {

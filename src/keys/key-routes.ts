@@ -1,7 +1,7 @@
 import type { Clock } from '../clock.js';
 import { NotFoundError } from '../errors.js';
 import type { Route } from '../http/server.js';
-import type { KeyStore } from '../keys/key-store.js';
+import type { KeyStore } from './key-store.js';
 
 /** How long verifiers may cache the JWKS: short, since a new key is published shortly before it is used. */
 const JWKS_MAX_AGE_S = 300;
