@@ -69,17 +69,7 @@ async function main(): Promise<void> {
     log.fatal({ err: describeError(err) }, 'start failed');
     process.exit(1);
   }
-  const { set, get } = app.gradesPorts();
-  log.info(
-    {
-      replicaId: config.replicaId,
-      tokensPort: app.tokensPort(),
-      gradesSetPort: set,
-      gradesGetPort: get,
-      issuer: app.issuer(),
-    },
-    'ready',
-  );
+  log.info({ replicaId: config.replicaId, ...app.summary() }, 'ready');
 }
 
 await main();

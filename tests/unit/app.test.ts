@@ -1,7 +1,28 @@
 import { expect } from 'chai';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { createApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { silentLogger } from '../../src/log.js';
+
+/** A logger at debug level whose lines are kept, parsed. */
+function recordingLogger(): { log: pino.Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString().split('\n')) {
+        if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
+      }
+      done();
+    },
+  });
+  return { log: pino({ level: 'debug' }, sink), lines };
+}
+
+/** The components the supervisor reported as `msg` ('started' or 'stopped'), in the order it did. */
+function sequence(lines: readonly Record<string, unknown>[], msg: string): unknown[] {
+  return lines.filter((l) => l.msg === msg && typeof l.component === 'string').map((l) => l.component);
+}
 
 describe('service wiring', () => {
   it('starts dependencies first, and stops in the documented shutdown order', async () => {
@@ -16,22 +37,25 @@ describe('service wiring', () => {
       { log: silentLogger() },
     );
     const start = app.supervisor.order;
+    // Shared connections around the capabilities: Postgres first, then what needs no bus (the KeyStore, the
+    // signing pool), NATS, what needs the bus (announcements, rotation, the grades replica), HTTP last.
     expect(start).to.deep.equal([
       'postgres-pool',
       'key-store',
       'signing-pool',
       'nats',
       'key-announcer',
-      'grades',
       'key-rotation',
+      'grades',
       'tokens-http',
       'grades-set-http',
       'grades-get-http',
     ]);
-    // Stop: HTTP first, then rotation, grades (outbox flushed), announcements, NATS drained, the signing pool
+    // Stop: HTTP first, then grades (outbox flushed), rotation, announcements, NATS drained, the signing pool
     // closed, pending key writes flushed, and the Postgres pool ended last.
     const stop = [...start].reverse();
     expect(stop.indexOf('grades-get-http')).to.equal(0);
+    expect(stop.indexOf('grades')).to.be.below(stop.indexOf('nats'));
     expect(stop.indexOf('nats')).to.be.below(stop.indexOf('signing-pool'));
     expect(stop.indexOf('signing-pool')).to.be.below(stop.indexOf('key-store'));
     expect(stop.at(-1)).to.equal('postgres-pool');
@@ -47,11 +71,40 @@ describe('service wiring', () => {
     expect(app.supervisor.order).to.deep.equal([
       'key-store',
       'signing-pool',
-      'grades',
       'key-rotation',
+      'grades',
       'tokens-http',
       'grades-set-http',
       'grades-get-http',
     ]);
+  });
+
+  it('a started replica starts and stops its components in that real sequence, and reports its ports', async () => {
+    const { log, lines } = recordingLogger();
+    const app = await createApp(
+      loadConfig({
+        GRADES_PASSWORD: 'wiring-test-password',
+        SIGNING_WORKERS: '0',
+        TOKENS_PORT: '0',
+        GRADES_SET_PORT: '0',
+        GRADES_GET_PORT: '0',
+      }),
+      { log },
+    );
+    await app.start();
+    try {
+      expect(sequence(lines, 'started')).to.deep.equal(app.supervisor.order);
+      const summary = app.summary() as { tokensPort: number; gradesSetPort: number; gradesGetPort: number };
+      for (const port of [summary.tokensPort, summary.gradesSetPort, summary.gradesGetPort]) {
+        expect(port).to.be.above(0);
+      }
+      expect(summary).to.have.property('issuer', `http://127.0.0.1:${summary.tokensPort}`);
+      const ready = await fetch(`http://127.0.0.1:${summary.tokensPort}/readyz`);
+      expect(ready.status).to.equal(200);
+    } finally {
+      await app.stop();
+    }
+    expect(sequence(lines, 'stopped')).to.deep.equal([...app.supervisor.order].reverse());
+    expect(app.supervisor.status).to.equal('stopped');
   });
 });

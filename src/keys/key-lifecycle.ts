@@ -1,0 +1,130 @@
+import { Counter } from 'prom-client';
+import type { SharedPieces } from '../capability.js';
+import type { Config } from '../config.js';
+import type { ReadinessCheck } from '../http/health.js';
+import type { Route } from '../http/server.js';
+import { readGauge } from '../metrics.js';
+import type { Component } from '../supervisor.js';
+import { createFaultTolerantRepository } from './fault-tolerant-repository.js';
+import { NatsKeyAnnouncer } from './key-announcer.js';
+import { KeyRotation, signingKeyLifetime } from './key-rotation.js';
+import { keyRoutes } from './key-routes.js';
+import { KeyStore, MemoryOnlyBackend, type KeyStoreBackend } from './key-store.js';
+import { MemoryPublicKeyRepository } from './memory-repository.js';
+import { PostgresPublicKeyRepository } from './postgres-repository.js';
+import { keyLifetimeMs } from './signing-key.js';
+
+/** The settings our keys are made from. */
+export type KeyLifecycleConfig = Pick<Config, 'replicaId' | 'database' | 'nats' | 'keyStore' | 'signing'>;
+
+/** This replica's keys, wired: the KeyStore, its announcements to peers and the rotation of the signing key. */
+export interface KeyLifecycle {
+  readonly keyStore: KeyStore;
+  readonly rotation: KeyRotation;
+  /** Need no bus: the KeyStore (memory, Postgres, pending writes). */
+  readonly foundations: readonly Component[];
+  /** Announcements (with NATS) and rotation, in start order. */
+  readonly services: readonly Component[];
+  /** `GET /keys/{kid}` and `GET /.well-known/jwks.json`. */
+  readonly routes: readonly Route[];
+  readonly readiness: readonly ReadinessCheck[];
+}
+
+/**
+ * Builds "our keys" (T5, FT1–FT11, X1): the public-key repository (fault-tolerant over Postgres, or memory only),
+ * the KeyStore actor that owns it, key announcements over the NATS key bucket, the rotation actor that holds the
+ * signing key, the key routes, and the key store's metrics.
+ */
+export function createKeyLifecycle(config: KeyLifecycleConfig, shared: SharedPieces): KeyLifecycle {
+  const { clock, log, metrics } = shared;
+  const failures = new Counter({
+    name: 'keystore_postgres_failures_total',
+    help: 'Postgres calls of the key store that failed or timed out, by operation.',
+    labelNames: ['operation'] as const,
+    registers: [metrics.registry],
+  });
+
+  let backend: KeyStoreBackend;
+  if (config.database && shared.pgPool) {
+    backend = createFaultTolerantRepository({
+      postgres: new PostgresPublicKeyRepository({
+        pool: shared.pgPool,
+        schema: config.database.schema,
+        clock,
+      }),
+      clock,
+      timeoutMs: config.keyStore.pgTimeoutMs,
+      loadTimeoutMs: config.database.connectTimeoutMs,
+      log: log.child({ component: 'public-keys' }),
+      hooks: { onPostgresFailure: (operation) => failures.inc({ operation }) },
+    });
+  } else {
+    log.warn('DATABASE_URL is not set: public keys live in this process only');
+    backend = new MemoryOnlyBackend(new MemoryPublicKeyRepository(clock));
+  }
+  const keyStore = new KeyStore({ backend, ...config.keyStore, log });
+  readGauge(
+    metrics,
+    'keystore_pending_writes',
+    'Public keys held in memory and waiting to be written to Postgres.',
+    () => keyStore.state.pending,
+  );
+  readGauge(
+    metrics,
+    'keystore_postgres_available',
+    '1 while the key store calls Postgres on callers behalf, 0 while it serves from memory.',
+    () => (keyStore.state.postgresAvailable ? 1 : 0),
+  );
+
+  const lifetime = signingKeyLifetime({
+    rotationIntervalMs: config.signing.rotationIntervalS * 1000,
+    publishGraceMs: config.signing.publishGraceS * 1000,
+    tokenMaxTtlMs: config.signing.tokenMaxTtlS * 1000,
+    skewMs: config.signing.clockSkewS * 1000,
+  });
+  const announcer =
+    config.nats && shared.nats
+      ? new NatsKeyAnnouncer({
+          nats: shared.nats,
+          bucket: config.nats.keysBucket,
+          // Announcements live exactly as long as the keys they carry.
+          ttlMs: keyLifetimeMs(lifetime),
+          replicaId: config.replicaId,
+          keyStore,
+          timeoutMs: config.keyStore.pgTimeoutMs,
+          log,
+        })
+      : undefined;
+
+  const rotation = new KeyRotation({
+    alg: config.signing.alg,
+    rotationIntervalMs: config.signing.rotationIntervalS * 1000,
+    publishGraceMs: config.signing.publishGraceS * 1000,
+    retryIntervalMs: config.signing.publishRetryMs,
+    tokenMaxTtlMs: config.signing.tokenMaxTtlS * 1000,
+    skewMs: config.signing.clockSkewS * 1000,
+    replicaId: config.replicaId,
+    keyStore,
+    ...(announcer ? { announcer } : {}),
+    clock,
+    log,
+  });
+
+  return {
+    keyStore,
+    rotation,
+    foundations: [keyStore],
+    services: announcer ? [announcer, rotation] : [rotation],
+    routes: keyRoutes(keyStore, clock),
+    readiness: [
+      { name: 'key-store', check: () => ({ ready: keyStore.status === 'running', detail: keyStore.state }) },
+      {
+        name: 'signing-key',
+        check: () => ({ ready: rotation.active !== undefined, detail: rotation.state }),
+      },
+      ...(announcer
+        ? [{ name: 'key-bucket', check: () => ({ ready: true, detail: { watching: announcer.ready } }) }]
+        : []),
+    ],
+  };
+}

@@ -1,0 +1,110 @@
+import type { Capability, SharedPieces } from '../capability.js';
+import type { Config } from '../config.js';
+import { createKeyLifecycle } from '../keys/key-lifecycle.js';
+import { BoundHistogram } from '../metrics.js';
+import { undiciFetchJson, type FetchJson } from './http-fetch.js';
+import { RemoteJwks } from './remote-jwks.js';
+import { SigningPool } from './signing-pool.js';
+import { tokenRoutes } from './token-routes.js';
+import { TokenService, type Provider } from './token-service.js';
+import { loadTokensConfig } from './tokens-config.js';
+
+/** The settings the tokens capability reads. */
+export type TokensModuleConfig = Pick<
+  Config,
+  'replicaId' | 'database' | 'nats' | 'keyStore' | 'signing' | 'tokenIssuer' | 'tokens'
+>;
+
+/** What tests may replace. */
+export interface TokensModuleDependencies {
+  /** Fetches providers' JWKS and discovery documents (undici by default). */
+  readonly fetchJson?: FetchJson;
+}
+
+/**
+ * The tokens capability (T1–T6): our keys (KeyStore, announcements, rotation; see `keys/key-lifecycle.ts`), the
+ * signing pool, the providers' key caches and the token service, served on the tokens port with the key routes,
+ * the token endpoint and discovery. Ready when the KeyStore runs and a signing key is active.
+ */
+export async function createTokensModule(
+  config: TokensModuleConfig,
+  shared: SharedPieces,
+  deps: TokensModuleDependencies = {},
+): Promise<Capability> {
+  const { clock, log, metrics } = shared;
+  const tokensConfig = config.tokenIssuer.configPath
+    ? await loadTokensConfig(config.tokenIssuer.configPath, config.signing.tokenMaxTtlS)
+    : { providers: [], clients: [] };
+  const keys = createKeyLifecycle(config, shared);
+
+  const batchSize = new BoundHistogram({
+    name: 'signing_batch_size',
+    help: 'Tokens per signing task sent to the worker pool.',
+    labelNames: [],
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128],
+    registers: [metrics.registry],
+  }).labels();
+  const signer = new SigningPool({
+    workers: config.signing.workers,
+    maxBatch: config.signing.maxBatch,
+    pipelineDepth: config.signing.pipelineDepth,
+    onBatch: (size) => batchSize.observe(size),
+  });
+
+  const fetchJson = deps.fetchJson ?? undiciFetchJson;
+  const providers: Provider[] = tokensConfig.providers.map((p) => ({
+    config: p,
+    jwks: new RemoteJwks({
+      provider: p.name,
+      source: p.jwksUri ? { jwksUri: p.jwksUri } : { discoveryIssuer: p.issuer },
+      fetchJson,
+      clock,
+      cacheMaxAgeMs: p.jwksCacheS * 1000,
+      refetchCooldownMs: p.jwksRefetchCooldownS * 1000,
+      staleMaxMs: p.jwksStaleS * 1000,
+      timeoutMs: p.jwksTimeoutMs,
+      log,
+    }),
+  }));
+
+  // Without TOKENS_ISSUER the issuer is this listener's own URL, known once it is bound.
+  let issuerUrl = config.tokenIssuer.issuer?.replace(/\/$/, '');
+  let port = 0;
+  const issuer = () => issuerUrl ?? 'http://127.0.0.1';
+  const service = new TokenService({
+    issuer,
+    providers,
+    clients: tokensConfig.clients,
+    signer,
+    activeKey: () => keys.rotation.active,
+    clock,
+    skewS: config.signing.clockSkewS,
+    defaultTtlS: config.tokenIssuer.defaultTtlS,
+  });
+
+  return {
+    name: 'tokens',
+    foundations: [
+      ...keys.foundations,
+      { name: 'signing-pool', start: () => Promise.resolve(), stop: () => signer.close() },
+    ],
+    services: keys.services,
+    listeners: [
+      {
+        name: 'tokens',
+        port: config.tokens.port,
+        maxBodyBytes: config.tokens.maxBodyBytes,
+        routes: [
+          ...keys.routes,
+          ...tokenRoutes({ service, issuer, alg: config.signing.alg, registry: metrics.registry, log }),
+        ],
+        readiness: keys.readiness,
+        onListening: (bound) => {
+          port = bound;
+          issuerUrl ??= `http://127.0.0.1:${bound}`;
+        },
+      },
+    ],
+    summary: () => ({ tokensPort: port, issuer: issuer() }),
+  };
+}
