@@ -12,23 +12,24 @@ export interface NatsClientOptions {
   readonly name: string;
   /** How long `start()` waits for the first connection before letting start-up go on without it. */
   readonly startWaitMs: number;
-  /** Delay between first-connection attempts. */
+  /** Delay between connection attempts, the first connection's and reconnections' alike. */
   readonly retryMs: number;
   readonly log: Logger;
 }
 
 /**
- * The process's one NATS connection. The first connection is retried in the background until it succeeds, so a
- * replica can start while NATS is down; after that the client's own reconnect logic (forever) takes over.
- * `stop()` drains: subscriptions finish what they hold and publishes are flushed before the socket closes.
+ * The process's one NATS connection. The client itself retries the first connection (`waitOnFirstConnect`) and
+ * reconnects forever after it, so a replica can start while NATS is down; `start()` only waits `startWaitMs`
+ * for it. `stop()` drains: subscriptions finish what they hold and publishes are flushed before the socket
+ * closes. A stop before the first connection ends the client's dial loop at its next attempt.
  */
 export class NatsClient {
   readonly name = 'nats';
   readonly #o: NatsClientOptions;
   #nc: NatsConnection | undefined;
+  #connecting: Promise<void> | undefined;
   #state: NatsState = 'connecting';
   #stopped = false;
-  #retry: NodeJS.Timeout | undefined;
   readonly #listeners: ((nc: NatsConnection) => void)[] = [];
 
   constructor(options: NatsClientOptions) {
@@ -53,20 +54,37 @@ export class NatsClient {
 
   /** Starts connecting; waits at most `startWaitMs` for the first connection. */
   async start(): Promise<void> {
-    const first = new Promise<void>((resolve) => this.onConnected(() => resolve()));
-    void this.#attempt();
+    this.#connecting = connect({
+      servers: this.#o.url,
+      name: this.#o.name,
+      waitOnFirstConnect: true,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: this.#o.retryMs,
+      timeout: Math.max(500, this.#o.retryMs),
+      // Asked before every dial: the client documents that a throw here ends a first connection still under
+      // way, which is how a stop before NATS was ever reached ends the client's retry loop.
+      reconnectToServer: () => {
+        if (this.#stopped) throw new Error('NATS client stopped');
+        return null;
+      },
+    }).then(
+      (nc) => this.#connected(nc),
+      (err: unknown) => {
+        if (!this.#stopped) this.#o.log.error({ err: describeError(err) }, 'NATS connection gave up');
+        this.#state = 'closed';
+      },
+    );
     let timer: NodeJS.Timeout | undefined;
     const waited = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#o.startWaitMs)));
-    await Promise.race([first, waited]);
+    await Promise.race([this.#connecting, waited]);
     clearTimeout(timer);
     if (!this.#nc)
       this.#o.log.warn({ url: withoutCredentials(this.#o.url) }, 'NATS not reachable yet; still trying');
   }
 
-  /** Stops retrying and drains the connection. */
+  /** Ends a first connection still under way, or drains the connection. */
   async stop(): Promise<void> {
     this.#stopped = true;
-    clearTimeout(this.#retry);
     const nc = this.#nc;
     if (nc && !nc.isClosed()) {
       await nc
@@ -76,30 +94,16 @@ export class NatsClient {
     this.#state = 'closed';
   }
 
-  async #attempt(): Promise<void> {
-    if (this.#stopped) return;
-    try {
-      const nc = await connect({
-        servers: this.#o.url,
-        name: this.#o.name,
-        maxReconnectAttempts: -1,
-        reconnectTimeWait: 500,
-        timeout: Math.max(500, this.#o.retryMs),
-      });
-      if (this.#stopped) {
-        await nc.close();
-        return;
-      }
-      this.#nc = nc;
-      this.#state = 'connected';
-      this.#o.log.info({ server: nc.getServer() }, 'NATS connected');
-      void this.#watch(nc);
-      for (const listener of this.#listeners.splice(0)) listener(nc);
-    } catch (err) {
-      this.#o.log.debug({ err: describeError(err) }, 'NATS connect failed; retrying');
-      this.#retry = setTimeout(() => void this.#attempt(), this.#o.retryMs);
-      this.#retry.unref();
+  async #connected(nc: NatsConnection): Promise<void> {
+    if (this.#stopped) {
+      await nc.close();
+      return;
     }
+    this.#nc = nc;
+    this.#state = 'connected';
+    this.#o.log.info({ server: nc.getServer() }, 'NATS connected');
+    void this.#watch(nc);
+    for (const listener of this.#listeners.splice(0)) listener(nc);
   }
 
   async #watch(nc: NatsConnection): Promise<void> {
