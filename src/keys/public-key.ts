@@ -1,5 +1,8 @@
-/** Signing algorithms this service can issue tokens with. */
-export type SigningAlg = 'ES256' | 'EdDSA' | 'RS256';
+/** Signing algorithms this service can issue tokens with: the one list every check and setting reads. */
+export const SIGNING_ALGORITHMS = ['ES256', 'EdDSA', 'RS256'] as const;
+
+/** One of {@link SIGNING_ALGORITHMS}. */
+export type SigningAlg = (typeof SIGNING_ALGORITHMS)[number];
 
 /** The public half of a key as RFC 7517 describes it; never holds private members. */
 export interface PublicJwk {
