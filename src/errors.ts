@@ -1,18 +1,43 @@
 /**
- * Every error this service raises on purpose is an {@link AppError} with a stable `code`.
- * Errors from libraries (pg, NATS, node:http) are wrapped where they enter, keeping the original as `cause`;
- * the HTTP layer maps codes to statuses in one place (`src/http/errors.ts`).
+ * Every error this service raises on purpose is an {@link AppError} with a stable `code` from {@link ErrorCode}.
+ * Errors from libraries (pg, NATS, undici, node:http) are wrapped where they enter, keeping the original as
+ * `cause`; the HTTP layer maps codes to statuses in one table (`src/http/errors.ts`), for both capabilities.
  */
-export type ErrorCode =
+export type ErrorCode = ServiceErrorCode | OAuthErrorCode;
+
+/** Codes of the service's own conditions. */
+export type ServiceErrorCode =
   | 'CONFIG_INVALID'
   | 'TIMEOUT'
   | 'STORAGE_UNAVAILABLE'
   | 'ACTOR_STOPPED'
   | 'NOT_FOUND'
   | 'BAD_REQUEST'
+  | 'UNAUTHORIZED'
+  | 'NOT_READY'
   | 'PAYLOAD_TOO_LARGE'
   | 'METHOD_NOT_ALLOWED'
-  | 'UNSUPPORTED_MEDIA_TYPE';
+  | 'UNSUPPORTED_MEDIA_TYPE'
+  | 'FETCH_FAILED'
+  | 'PROVIDER_UNAVAILABLE'
+  | 'UNKNOWN_KEY'
+  | 'UNUSABLE_KEY'
+  | 'PROOF_FAILED';
+
+/**
+ * The error codes of RFC 6749 §5.2 and RFC 8693 §2.2.2 the token endpoint answers with, spelled as the RFCs
+ * spell them: they are the wire format, and the token routes put them in the body as they are.
+ */
+export type OAuthErrorCode =
+  | 'invalid_request'
+  | 'invalid_client'
+  | 'invalid_grant'
+  | 'unauthorized_client'
+  | 'unsupported_grant_type'
+  | 'invalid_scope'
+  | 'invalid_target'
+  | 'temporarily_unavailable'
+  | 'server_error';
 
 /** Base class: a stable string `code`, `name` taken from the concrete class, `cause` kept. */
 export class AppError extends Error {
@@ -64,6 +89,33 @@ export class NotFoundError extends AppError {
 export class BadRequestError extends AppError {
   constructor(message: string) {
     super('BAD_REQUEST', message);
+  }
+}
+
+/** The request carries no valid credentials; `challenge` is the `WWW-Authenticate` value to answer with. */
+export class UnauthorizedError extends AppError {
+  readonly challenge: string;
+
+  constructor(challenge: string, message = 'valid credentials are required') {
+    super('UNAUTHORIZED', message);
+    this.challenge = challenge;
+  }
+}
+
+/** The capability cannot serve yet (joining, catching up); the client should retry after `retryAfterS`. */
+export class NotReadyError extends AppError {
+  readonly retryAfterS: number;
+
+  constructor(message: string, retryAfterS = 1) {
+    super('NOT_READY', message);
+    this.retryAfterS = retryAfterS;
+  }
+}
+
+/** No route takes this method for this path. */
+export class MethodNotAllowedError extends AppError {
+  constructor() {
+    super('METHOD_NOT_ALLOWED', 'method not allowed');
   }
 }
 

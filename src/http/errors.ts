@@ -1,9 +1,10 @@
 import type { ErrorCode } from '../errors.js';
-import { isAppError } from '../errors.js';
+import { isAppError, NotReadyError, UnauthorizedError } from '../errors.js';
 
-/** The one table from error codes to HTTP statuses. */
+/** The one table from error codes to HTTP statuses, for both capabilities and the token endpoint's OAuth errors. */
 const STATUS: Record<ErrorCode, number> = {
   BAD_REQUEST: 400,
+  UNAUTHORIZED: 401,
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
   PAYLOAD_TOO_LARGE: 413,
@@ -11,8 +12,28 @@ const STATUS: Record<ErrorCode, number> = {
   TIMEOUT: 503,
   STORAGE_UNAVAILABLE: 503,
   ACTOR_STOPPED: 503,
+  NOT_READY: 503,
+  PROVIDER_UNAVAILABLE: 503,
+  FETCH_FAILED: 502,
+  UNKNOWN_KEY: 400,
+  UNUSABLE_KEY: 400,
+  PROOF_FAILED: 400,
   CONFIG_INVALID: 500,
+  invalid_request: 400,
+  invalid_client: 401,
+  invalid_grant: 400,
+  unauthorized_client: 400,
+  unsupported_grant_type: 400,
+  invalid_scope: 400,
+  invalid_target: 400,
+  temporarily_unavailable: 503,
+  server_error: 500,
 };
+
+/** The HTTP status an error code answers with. */
+export function httpStatus(code: ErrorCode): number {
+  return STATUS[code];
+}
 
 /** A JSON error body: a stable lower-case code and a message safe to show (never a stack trace). */
 export interface ErrorBody {
@@ -21,12 +42,20 @@ export interface ErrorBody {
 }
 
 /**
- * Maps any thrown value to a status and body. Only {@link AppError}s reveal their message; anything else is an
- * internal error whose details stay in the log.
+ * Maps any thrown value to a status, headers and body. Only {@link AppError}s reveal their message; anything else
+ * is an internal error whose details stay in the log. A credentials error carries its challenge, a not-ready one
+ * its `Retry-After`.
  */
-export function toErrorResponse(err: unknown): { status: number; body: ErrorBody } {
-  if (isAppError(err)) {
-    return { status: STATUS[err.code], body: { error: err.code.toLowerCase(), message: err.message } };
+export function toErrorResponse(err: unknown): {
+  status: number;
+  headers: Record<string, string>;
+  body: ErrorBody;
+} {
+  if (!isAppError(err)) {
+    return { status: 500, headers: {}, body: { error: 'internal_error', message: 'internal error' } };
   }
-  return { status: 500, body: { error: 'internal_error', message: 'internal error' } };
+  const headers: Record<string, string> = {};
+  if (err instanceof UnauthorizedError) headers['www-authenticate'] = err.challenge;
+  if (err instanceof NotReadyError) headers['retry-after'] = String(err.retryAfterS);
+  return { status: STATUS[err.code], headers, body: { error: err.code.toLowerCase(), message: err.message } };
 }

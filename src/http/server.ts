@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
-import { PayloadTooLargeError } from '../errors.js';
+import { MethodNotAllowedError, NotFoundError, PayloadTooLargeError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { toErrorResponse } from './errors.js';
 
@@ -36,7 +36,7 @@ export interface HttpResponse {
 
 /** A route: a method, a path pattern with optional `:name` segments, and a handler. */
 export interface Route {
-  readonly method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  readonly method: 'GET' | 'POST';
   readonly path: string;
   readonly handler: (req: HttpRequest) => Promise<HttpResponse> | HttpResponse;
 }
@@ -130,17 +130,11 @@ export class HttpServer {
     const pathname = q < 0 ? raw : raw.slice(0, q);
     const match = this.#match(req.method ?? 'GET', pathname);
     if (match === 'method-not-allowed') {
-      this.#finish(req, res, 'unmatched', started, {
-        status: 405,
-        json: { error: 'method_not_allowed', message: 'method not allowed' },
-      });
+      this.#fail(req, res, 'unmatched', started, new MethodNotAllowedError());
       return;
     }
     if (!match) {
-      this.#finish(req, res, 'unmatched', started, {
-        status: 404,
-        json: { error: 'not_found', message: 'no such route' },
-      });
+      this.#fail(req, res, 'unmatched', started, new NotFoundError('no such route'));
       return;
     }
     const route = match.route.path;
@@ -200,12 +194,9 @@ export class HttpServer {
     if (mapped.status >= 500) this.#options.log.error({ err, route }, 'request failed');
     if (!res.headersSent) {
       try {
-        void this.#send(res, {
-          status: mapped.status,
-          json: mapped.body,
-          // After a rejected body the rest of it may still be arriving; do not reuse the connection.
-          headers: mapped.status === 413 ? { connection: 'close' } : {},
-        });
+        // After a rejected body the rest of it may still be arriving; do not reuse the connection.
+        if (mapped.status === 413) mapped.headers.connection = 'close';
+        void this.#send(res, { status: mapped.status, json: mapped.body, headers: mapped.headers });
       } catch {
         res.destroy();
       }

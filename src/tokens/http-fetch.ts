@@ -1,13 +1,13 @@
 import { request } from 'undici';
+import { AppError } from '../errors.js';
 
 /** Fetches a JSON document; injected wherever this service calls out, so tests can replace it. */
 export type FetchJson = (url: string, options: { timeoutMs: number; maxBytes: number }) => Promise<unknown>;
 
 /** Raised for any failure to get a usable document: network, status, size, or JSON. */
-export class FetchError extends Error {
+export class FetchError extends AppError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'FetchError';
+    super('FETCH_FAILED', message, options);
   }
 }
 

@@ -3,31 +3,30 @@ import { importJWK, type JWK } from 'jose';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Clock } from '../clock.js';
+import { AppError } from '../errors.js';
 import type { FetchJson } from './http-fetch.js';
 
 /** A provider's keys could not be had and the last good ones are too old: fail closed, temporarily. */
-export class ProviderUnavailableError extends Error {
+export class ProviderUnavailableError extends AppError {
   constructor(provider: string, options?: { cause?: unknown }) {
-    super(`identity provider ${provider} is unavailable`, options);
-    this.name = 'ProviderUnavailableError';
+    super('PROVIDER_UNAVAILABLE', `identity provider ${provider} is unavailable`, options);
   }
 }
 
 /** The token names a key the provider does not publish (after a refetch, when one was allowed). */
-export class UnknownKeyError extends Error {
+export class UnknownKeyError extends AppError {
   constructor(provider: string, kid: string | undefined) {
     super(
+      'UNKNOWN_KEY',
       kid === undefined ? `token has no kid and ${provider} has several keys` : `unknown kid for ${provider}`,
     );
-    this.name = 'UnknownKeyError';
   }
 }
 
 /** The provider's key named by the token does not fit the token's algorithm (or is too weak for it). */
-export class UnusableKeyError extends Error {
+export class UnusableKeyError extends AppError {
   constructor(provider: string, alg: string, options?: { cause?: unknown }) {
-    super(`the ${provider} key named by the token cannot verify ${alg}`, options);
-    this.name = 'UnusableKeyError';
+    super('UNUSABLE_KEY', `the ${provider} key named by the token cannot verify ${alg}`, options);
   }
 }
 

@@ -1,5 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import { Piscina } from 'piscina';
+import { AppError } from '../errors.js';
 import type { SigningAlg } from '../keys/public-key.js';
 import { encodedHeader } from './jws.js';
 import { signBatch } from './sign-batch.js';
@@ -13,10 +14,9 @@ export interface ActiveSigningKey {
 }
 
 /** A proof's signature did not verify, so nothing was signed. */
-export class ProofFailedError extends Error {
+export class ProofFailedError extends AppError {
   constructor() {
-    super('the signature of the proof is invalid');
-    this.name = 'ProofFailedError';
+    super('PROOF_FAILED', 'the signature of the proof is invalid');
   }
 }
 

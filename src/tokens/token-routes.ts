@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import { PayloadTooLargeError } from '../errors.js';
+import { httpStatus } from '../http/errors.js';
 import { Form } from '../http/form.js';
 import type { HttpResponse, Route } from '../http/server.js';
 import type { SigningAlg } from '../keys/public-key.js';
@@ -11,13 +12,17 @@ import { GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE, type TokenService } fro
 /** Token responses are never cached (RFC 6749 §5.1). */
 const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' } as const;
 
-/** Turns an OAuthError (or anything else) into the RFC 6749 §5.2 response. */
-export function oauthErrorResponse(err: unknown, log: Logger): HttpResponse {
+/**
+ * Turns a thrown error into the RFC 6749 §5.2 response: an {@link OAuthError}'s code as it is, an oversized body
+ * as `invalid_request` with 413, anything else as `server_error` (logged, never shown). Statuses come from the
+ * one table.
+ */
+function oauthErrorResponse(err: unknown, log: Logger): HttpResponse {
   let error: OAuthError;
   if (err instanceof OAuthError) error = err;
   else if (err instanceof PayloadTooLargeError) {
     return {
-      status: 413,
+      status: httpStatus(err.code),
       headers: { ...NO_STORE, connection: 'close' },
       json: { error: 'invalid_request', error_description: err.message },
     };
@@ -26,7 +31,11 @@ export function oauthErrorResponse(err: unknown, log: Logger): HttpResponse {
   const headers: Record<string, string> = { ...NO_STORE };
   if (error.code === 'invalid_client') headers['www-authenticate'] = BASIC_CHALLENGE;
   if (error.code === 'temporarily_unavailable') headers['retry-after'] = '5';
-  return { status: error.status, headers, json: { error: error.code, error_description: error.message } };
+  return {
+    status: httpStatus(error.code),
+    headers,
+    json: { error: error.code, error_description: error.message },
+  };
 }
 
 const FORM = 'application/x-www-form-urlencoded';
