@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
-import { SIGNING_ALGORITHMS, type SigningAlg } from './keys/public-key.js';
+import { SIGNING_ALGORITHMS } from './keys/public-key.js';
 
 /** Treats an empty variable like an unset one, so `FOO=` falls back to the default. */
 const unsetIfEmpty = (v: unknown) => (v === '' ? undefined : v);
@@ -168,78 +168,33 @@ const envSchema = z
     }
   });
 
-/** The validated configuration, read once at start-up. */
-export interface Config {
-  readonly logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
-  readonly host: string;
-  readonly replicaId: string;
-  readonly tokens: { readonly port: number; readonly maxBodyBytes: number };
-  readonly database:
-    | {
-        readonly url: string;
-        readonly schema: string;
-        readonly poolMax: number;
-        readonly queryTimeoutMs: number;
-        readonly connectTimeoutMs: number;
-      }
-    | undefined;
-  readonly nats:
-    { readonly url: string; readonly connectWaitMs: number; readonly keysBucket: string } | undefined;
-  readonly keyStore: {
-    readonly pgTimeoutMs: number;
-    readonly flushIntervalMs: number;
-    readonly probeIntervalMs: number;
-    readonly cleanupIntervalMs: number;
-  };
-  readonly signing: {
-    readonly alg: SigningAlg;
-    readonly rotationIntervalS: number;
-    readonly publishGraceS: number;
-    readonly publishRetryMs: number;
-    readonly tokenMaxTtlS: number;
-    readonly clockSkewS: number;
-    readonly workers: number;
-    readonly maxBatch: number;
-    readonly pipelineDepth: number;
-  };
-  readonly tokenIssuer: {
-    /** Fixed issuer URL; unset: `http://127.0.0.1:<bound port>`. */
-    readonly issuer: string | undefined;
-    /** Path of the providers-and-clients JSON file; unset: no providers, no clients. */
-    readonly configPath: string | undefined;
-    readonly defaultTtlS: number;
-  };
-  readonly shutdownTimeoutMs: number;
-  readonly grades: {
-    readonly setPort: number;
-    readonly getPort: number;
-    readonly user: string;
-    /** Unset: a random password is generated at start and logged once. */
-    readonly password: string | undefined;
-    readonly peers: readonly string[];
-    readonly stream: {
-      readonly name: string;
-      readonly subject: string;
-      readonly maxAgeS: number;
-      readonly maxBytes: number;
-      readonly duplicateWindowS: number;
-    };
-    readonly maxBodyBytes: number;
-    readonly publishWindow: number;
-    readonly joinAttempts: number;
-  };
-}
+/** The environment, validated and grouped: what {@link loadConfig} returns. */
+const configSchema = envSchema.transform((e) => toConfig(e));
+
+/** Every property of `T`, at every depth, read-only. */
+type DeepReadonly<T> = T extends (infer U)[]
+  ? readonly DeepReadonly<U>[]
+  : T extends object
+    ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+    : T;
+
+/** The validated configuration, read once at start-up; inferred from the schema, so it is never typed twice. */
+export type Config = DeepReadonly<z.output<typeof configSchema>>;
 
 /**
  * Reads and validates the configuration from `env`. Throws a {@link ConfigError} naming every bad setting.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = envSchema.safeParse(env);
+  const parsed = configSchema.safeParse(env);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(env)'}: ${issue.message}`);
     throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
   }
-  const e = parsed.data;
+  return parsed.data;
+}
+
+/** The settings grouped as the modules read them; the {@link Config} type is inferred from this. */
+function toConfig(e: z.output<typeof envSchema>) {
   return {
     logLevel: e.LOG_LEVEL,
     host: e.HOST,
@@ -274,12 +229,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxBatch: e.SIGNING_MAX_BATCH,
       pipelineDepth: e.SIGNING_PIPELINE_DEPTH,
     },
-    tokenIssuer: { issuer: e.TOKENS_ISSUER, configPath: e.TOKENS_CONFIG, defaultTtlS: e.TOKEN_DEFAULT_TTL_S },
+    tokenIssuer: {
+      /** Fixed issuer URL; unset: `http://127.0.0.1:<bound port>`. */
+      issuer: e.TOKENS_ISSUER,
+      /** Path of the providers-and-clients JSON file; unset: no providers, no clients. */
+      configPath: e.TOKENS_CONFIG,
+      defaultTtlS: e.TOKEN_DEFAULT_TTL_S,
+    },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     grades: {
       setPort: e.GRADES_SET_PORT,
       getPort: e.GRADES_GET_PORT,
       user: e.GRADES_USER,
+      /** Unset: a random password is generated at start and logged once. */
       password: e.GRADES_PASSWORD,
       peers: e.GRADES_PEERS,
       stream: {
