@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { errors as joseErrors } from 'jose';
 import type { Clock } from '../clock.js';
 import type { FormParams } from '../http/form.js';
+import type { ClaimRules } from './claim-rules.js';
 import { grantTargets, mapSubject } from './claims.js';
 import { ClientRegistry, presentedCredentials } from './client-auth.js';
 import { OAuthError } from './oauth-error.js';
@@ -140,6 +141,7 @@ export class TokenService {
       });
       const mapped = mapSubject(provider.config, payload);
       claims = Object.assign({}, mapped.claims, { sub: mapped.sub, idp: provider.config.name });
+      applyClaimRules(provider.config.rules, payload, claims);
       targets = grantTargets(
         [...form.getAll('audience'), ...form.getAll('resource')],
         form.get('scope') ?? undefined,
@@ -227,6 +229,21 @@ export class TokenService {
       return response;
     });
   }
+}
+
+/**
+ * A provider's CEL claim rules (E5) on a subject token's claims: every validation rule must hold, then each
+ * mapping adds its claim to `claims`. Called where claim refusals wait for the signature check, so a forged
+ * token never learns which rule it broke.
+ */
+function applyClaimRules(
+  rules: ClaimRules,
+  payload: Readonly<Record<string, unknown>>,
+  claims: Record<string, unknown>,
+): void {
+  if (rules.empty) return;
+  rules.validate(payload);
+  rules.map(payload, claims);
 }
 
 /**

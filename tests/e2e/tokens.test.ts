@@ -256,6 +256,24 @@ describe('tokens (end to end)', () => {
     });
   });
 
+  it('a CEL claim rule that does not compile stops start-up with exit code 2, naming provider and expression', async () => {
+    const badPath = join(dir, 'bad-cel.json');
+    await writeFile(
+      badPath,
+      JSON.stringify({
+        providers: [
+          idp.providerConfig({
+            claimValidationRules: [{ expression: 'claims.email.endsWith(', message: 'm' }],
+          }),
+        ],
+      }),
+    );
+    const service = startService({ TOKENS_PORT: '0', TOKENS_CONFIG: badPath });
+    services.push(service);
+    expect(await service.exited).to.equal(2);
+    expect(service.stderr.join('')).to.contain('provider "acme"').and.contain('"claims.email.endsWith("');
+  });
+
   it('rotation under load loses no request, and every issued token verifies', async () => {
     const port = await start({
       KEY_ROTATION_INTERVAL_S: '1',
