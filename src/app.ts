@@ -235,6 +235,8 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
     clock,
     skewS: config.signing.clockSkewS,
     defaultTtlS: config.tokenIssuer.defaultTtlS,
+    // Actor tokens of ours (delegation) verify against every replica's unexpired keys.
+    ownKey: (kid) => keyStore.get(kid),
   });
 
   // Readiness is per capability: a load balancer in front of the tokens port must not drop a replica whose

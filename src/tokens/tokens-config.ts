@@ -52,6 +52,8 @@ const providerSchema = z
     targetAudiences: z.array(z.string().min(1)).min(1),
     scopes: z.array(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/)).default([]),
     tokenTtlS: z.number().int().positive().optional(),
+    // RFC 8693 delegation (default false): its tokens may be exchanged on behalf of an actor, and be actor tokens.
+    allowDelegation: z.boolean().optional(),
     jwksCacheS: z.number().int().positive().default(300),
     jwksRefetchCooldownS: z.number().int().nonnegative().default(30),
     jwksStaleS: z.number().int().nonnegative().default(3600),
@@ -82,6 +84,8 @@ const clientSchema = z
     audiences: z.array(z.string().min(1)).min(1),
     scopes: z.array(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/)).default([]),
     tokenTtlS: z.number().int().positive().optional(),
+    // RFC 8693 delegation (default false): this client may present an actor_token in a token exchange.
+    mayDelegate: z.boolean().optional(),
   })
   .strict();
 
