@@ -199,6 +199,10 @@ export class Delegation {
     if (actor.ownClient !== null && claims.client_id !== actor.ownClient) {
       throw new OAuthError('invalid_request', 'actor_token was issued to another client');
     }
+    // A delegated token names its subject, not the party that acted with it: that party cannot act as its subject.
+    if (claims.act !== undefined) {
+      throw new OAuthError('invalid_request', 'actor_token is itself a delegated token (it has "act")');
+    }
     const mayAct = subject.may_act;
     if (mayAct !== undefined) {
       if (

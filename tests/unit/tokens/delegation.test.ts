@@ -220,6 +220,14 @@ describe('token service – delegation (RFC 8693 §2.1, §4.1, §4.4)', () => {
     });
   });
 
+  it('an actor token that is itself delegated is refused: the party it names did not act', async () => {
+    const delegated = await service.handle(form(await user(), await agent()), AGENT);
+    expect(await refusal(form(await user(), delegated.access_token))).to.include({
+      code: 'invalid_request',
+      message: 'actor_token is itself a delegated token (it has "act")',
+    });
+  });
+
   it('an actor token we issued to another client is refused', async () => {
     const helperToken = await ownToken('helper-svc', 'secret-h');
     expect(await refusal(form(await user(), helperToken))).to.include({
