@@ -51,7 +51,7 @@ describe('tokens config file', () => {
       /share an issuer/,
     ],
     [
-      'a CEL claim validation rule that does not compile, naming the provider and the expression',
+      'a CEL claim validation rule that does not compile (with its provider and expression)',
       {
         providers: [
           { ...minimalProvider, claimValidationRules: [{ expression: 'claims.email ==', message: 'm' }] },
