@@ -3,7 +3,8 @@ import type { SigningAlg } from '../keys/public-key.js';
 import type { VerifyAlg } from './jws.js';
 
 /**
- * A signature that must verify before a token is signed: the subject token of an exchange. Checking it in the
+ * A signature that must verify before a token is signed: the subject token of an exchange (and, when it delegates,
+ * its actor token). Checking it in the
  * same worker task that signs the new token spares a second crossing between threads (measured: an exchange's
  * verification and signing together cost one pool round trip instead of two).
  */
