@@ -1,8 +1,9 @@
 /**
  * Loads the running service over HTTP on loopback and prints requests/s and p50/p99 for service tokens and for
- * exchanges (ES256), next to a baseline measured in the same run: one `node:http` process that verifies with jose
- * `jwtVerify` and signs with jose `SignJWT` on its main thread. Baseline and subject alternate (A B A B …) and
- * medians are reported with the ratio.
+ * exchanges (ES256), the latter also from a provider with one CEL claim validation rule and one CEL claim mapping,
+ * next to a baseline measured in the same run: one `node:http` process that verifies with jose `jwtVerify` and
+ * signs with jose `SignJWT` on its main thread (for the CEL scenario it does the plain exchange). Baseline and
+ * subject alternate (A B A B …) and medians are reported with the ratio.
  *
  *   node --import tsx scripts/bench-tokens.ts [--rounds 7] [--seconds 4] [--connections 32] [--workers 1]
  *                                             [--loader wrk|autocannon]
@@ -163,10 +164,23 @@ async function main(): Promise<void> {
   const children: ChildProcess[] = [];
   try {
     const configPath = join(dir, 'tokens.json');
+    const celIssuer = `${idp.issuer}/cel`;
     await writeFile(
       configPath,
       JSON.stringify({
-        providers: [idp.providerConfig()],
+        providers: [
+          idp.providerConfig(),
+          // The same provider's keys under a second issuer, with one CEL validation rule and one CEL mapping, so
+          // an exchange with rules runs next to the same exchange without them.
+          idp.providerConfig({
+            name: 'acme-cel',
+            issuer: celIssuer,
+            claimValidationRules: [
+              { expression: "claims.email.endsWith('@acme.example')", message: 'only acme.example accounts' },
+            ],
+            claimMappings: { login: "claims.email.split('@')[0]" },
+          }),
+        ],
         clients: [{ id: 'svc-a', secretHash: hashSecret(SECRET), audiences: ['orders'] }],
       }),
     );
@@ -190,22 +204,36 @@ async function main(): Promise<void> {
     children.push(subject.proc);
 
     const subjectToken = await idp.sign({ sub: 'user-1', aud: 'token-exchange' }, { expiresIn: '2h' });
+    const celSubjectToken = await idp.sign(
+      { sub: 'user-1', aud: 'token-exchange', iss: celIssuer, email: 'user-1@acme.example' },
+      { expiresIn: '2h' },
+    );
+    const exchangeBody = (token: string) =>
+      new URLSearchParams({
+        grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+        subject_token: token,
+        subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
+      }).toString();
     const auth = { authorization: `Basic ${Buffer.from(`svc-a:${SECRET}`).toString('base64')}` };
-    const scenarios = [
+    /** `baselineBody`: what the baseline is sent instead (it has no CEL rules: it does the plain exchange). */
+    const scenarios: {
+      name: string;
+      body: string;
+      baselineBody?: string;
+      headers: Record<string, string>;
+    }[] = [
       { name: 'service token', body: 'grant_type=client_credentials', headers: auth },
+      { name: 'exchange', body: exchangeBody(subjectToken), headers: {} },
       {
-        name: 'exchange',
-        body: new URLSearchParams({
-          grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
-          subject_token: subjectToken,
-          subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
-        }).toString(),
+        name: 'exchange, 1 CEL rule + 1 CEL mapping',
+        body: exchangeBody(celSubjectToken),
+        baselineBody: exchangeBody(subjectToken),
         headers: {},
       },
     ];
     // Warm both servers (JIT, provider key cache, worker start-up).
     for (const s of scenarios) {
-      await load(baseline, s.body, s.headers);
+      await load(baseline, s.baselineBody ?? s.body, s.headers);
       await load(subject, s.body, s.headers);
     }
     console.log(
@@ -215,7 +243,7 @@ async function main(): Promise<void> {
     for (const s of scenarios) {
       const runs = { baseline: [] as Result[], service: [] as Result[] };
       for (let round = 0; round < ROUNDS; round++) {
-        runs.baseline.push(await load(baseline, s.body, s.headers));
+        runs.baseline.push(await load(baseline, s.baselineBody ?? s.body, s.headers));
         runs.service.push(await load(subject, s.body, s.headers));
       }
       const summary = (rs: Result[]) => ({

@@ -4,7 +4,14 @@ import { AppError } from '../errors.js';
 import type { SigningAlg } from '../keys/public-key.js';
 import { encodedHeader } from './jws.js';
 import { signBatch } from './sign-batch.js';
-import type { SignatureProof, SignBatchResult, SignBatchTask, WireProof } from './signing-protocol.js';
+import type {
+  Proofs,
+  SignatureProof,
+  SignBatchResult,
+  SignBatchTask,
+  WireProof,
+  WireProofs,
+} from './signing-protocol.js';
 
 /** The key a token is signed with. */
 export interface ActiveSigningKey {
@@ -23,12 +30,12 @@ export class ProofFailedError extends AppError {
 /** Signs JWT payloads; the token service depends on this and nothing more. */
 export interface Signer {
   /**
-   * Signs `payload` with `key`; resolves with a compact JWS. With a `proof`, signs only if the proof's signature
+   * Signs `payload` with `key`; resolves with a compact JWS. With `proofs`, signs only if every proof's signature
    * verifies, and rejects with {@link ProofFailedError} otherwise.
    */
-  sign(key: ActiveSigningKey, payload: Record<string, unknown>, proof?: SignatureProof): Promise<string>;
-  /** Whether a proof's signature verifies, checked where signing happens, with nothing signed. */
-  check(proof: SignatureProof): Promise<boolean>;
+  sign(key: ActiveSigningKey, payload: Record<string, unknown>, proofs?: Proofs): Promise<string>;
+  /** Whether every proof's signature verifies, checked where signing happens, with nothing signed. */
+  check(proofs: Proofs): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -39,7 +46,7 @@ type QueueKey = ActiveSigningKey | typeof CHECKS;
 interface Waiting {
   /** Null for a proof that is only checked. */
   readonly payload: string | null;
-  readonly proof: SignatureProof | undefined;
+  readonly proof: Proofs | undefined;
   readonly resolve: (token: string) => void;
   readonly reject: (err: unknown) => void;
 }
@@ -112,12 +119,12 @@ export class SigningPool implements Signer {
     return this.#pool?.threads.length ?? 0;
   }
 
-  sign(key: ActiveSigningKey, payload: Record<string, unknown>, proof?: SignatureProof): Promise<string> {
-    return this.#enqueue(key, JSON.stringify(payload), proof);
+  sign(key: ActiveSigningKey, payload: Record<string, unknown>, proofs?: Proofs): Promise<string> {
+    return this.#enqueue(key, JSON.stringify(payload), proofs);
   }
 
-  check(proof: SignatureProof): Promise<boolean> {
-    return this.#enqueue(CHECKS, null, proof).then(
+  check(proofs: Proofs): Promise<boolean> {
+    return this.#enqueue(CHECKS, null, proofs).then(
       () => true,
       (err: unknown) => {
         if (err instanceof ProofFailedError) return false;
@@ -126,7 +133,7 @@ export class SigningPool implements Signer {
     );
   }
 
-  #enqueue(key: QueueKey, payload: string | null, proof: SignatureProof | undefined): Promise<string> {
+  #enqueue(key: QueueKey, payload: string | null, proof: Proofs | undefined): Promise<string> {
     if (this.#closed) return Promise.reject(new Error('signing pool is closed'));
     return new Promise<string>((resolve, reject) => {
       let queue = this.#queues.get(key);
@@ -203,11 +210,19 @@ function batchTask(key: ActiveSigningKey | undefined, waiting: readonly Waiting[
   const signer = key && { kid: key.kid, alg: key.alg, key: key.privateKey };
   if (!waiting.some((w) => w.proof)) return { signer, payloads };
   const proofKeys: KeyObject[] = [];
-  const proofs = waiting.map(({ proof }): WireProof | null => {
-    if (!proof) return null;
+  const wire = (proof: SignatureProof): WireProof => {
     let keyIndex = proofKeys.indexOf(proof.key);
     if (keyIndex < 0) keyIndex = proofKeys.push(proof.key) - 1;
     return { keyIndex, alg: proof.alg, signingInput: proof.signingInput, signature: proof.signature };
+  };
+  const proofs = waiting.map(({ proof }): WireProofs | null => {
+    if (!proof) return null;
+    return isProofList(proof) ? proof.map(wire) : wire(proof);
   });
   return { signer, payloads, proofs, proofKeys };
+}
+
+/** `Array.isArray` narrows a readonly array union poorly; this says what it means. */
+function isProofList(proofs: Proofs): proofs is readonly SignatureProof[] {
+  return Array.isArray(proofs);
 }

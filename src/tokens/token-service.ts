@@ -2,8 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { errors as joseErrors } from 'jose';
 import type { Clock } from '../clock.js';
 import type { FormParams } from '../http/form.js';
+import type { PublicKey } from '../keys/public-key.js';
+import type { ClaimRules } from './claim-rules.js';
 import { grantTargets, mapSubject } from './claims.js';
 import { ClientRegistry, presentedCredentials } from './client-auth.js';
+import { actorTokenParam, delegatingClient, Delegation, priorAct, type ActorToken } from './delegation.js';
 import { OAuthError } from './oauth-error.js';
 import {
   ProviderUnavailableError,
@@ -12,7 +15,7 @@ import {
   type RemoteJwks,
 } from './remote-jwks.js';
 import { ProofFailedError, type Signer } from './signing-pool.js';
-import type { SignatureProof } from './signing-protocol.js';
+import type { Proofs, SignatureProof } from './signing-protocol.js';
 import { checkClaims, checkHeader, readCompactJwt, type CompactJwt } from './subject-token.js';
 import type { SigningKey } from '../keys/signing-key.js';
 import type { ClientConfig, ProviderConfig } from './tokens-config.js';
@@ -61,6 +64,11 @@ export interface TokenServiceOptions {
   readonly clock: Clock;
   readonly skewS: number;
   readonly defaultTtlS: number;
+  /**
+   * One of this service's unexpired public keys by `kid` (the key store), to verify actor tokens we issued; by
+   * default only the active key's.
+   */
+  readonly ownKey?: (kid: string) => Promise<PublicKey | undefined>;
 }
 
 /**
@@ -71,11 +79,23 @@ export class TokenService {
   readonly #o: TokenServiceOptions;
   readonly #providers: Map<string, Provider>;
   readonly #clients: ClientRegistry;
+  readonly #delegation: Delegation;
 
   constructor(options: TokenServiceOptions) {
     this.#o = options;
     this.#providers = new Map(options.providers.map((p) => [p.config.issuer, p]));
     this.#clients = new ClientRegistry(options.clients);
+    const activeKey = (kid: string) => {
+      const key = options.activeKey();
+      return Promise.resolve(key?.kid === kid ? key.publicKey : undefined);
+    };
+    this.#delegation = new Delegation({
+      provider: (iss) => this.#providers.get(iss),
+      issuer: options.issuer,
+      // The active key is looked up in memory first: most actor tokens of ours were signed with it.
+      ownKey: options.ownKey ? async (kid) => (await activeKey(kid)) ?? options.ownKey?.(kid) : activeKey,
+      skewS: options.skewS,
+    });
   }
 
   /** Handles one token request: its form parameters and its Authorization header. */
@@ -120,14 +140,20 @@ export class TokenService {
     if (!SUBJECT_TOKEN_TYPES.has(subjectTokenType)) {
       throw new OAuthError('invalid_request', 'subject_token_type is not supported');
     }
-    if (form.has('actor_token'))
-      throw new OAuthError('invalid_request', 'actor_token (delegation) is not supported');
+    const actorToken = actorTokenParam(form);
+    const delegator = actorToken === undefined ? undefined : delegatingClient(client);
     const requestedType = form.get('requested_token_type') ?? TOKEN_TYPE_ACCESS;
     if (!ISSUABLE_TYPES.has(requestedType)) {
       throw new OAuthError('invalid_request', 'requested_token_type is not supported');
     }
 
     const { provider, jwt, proof } = await this.#readSubject(subjectToken);
+    // Delegation (RFC 8693 §2.1): the actor token's signature is checked in the same worker task as the subject's.
+    const actor =
+      actorToken === undefined || !delegator
+        ? undefined
+        : await this.#delegation.read(actorToken, provider.config, delegator);
+    const proofs: Proofs = actor ? [proof, actor.proof] : proof;
     let claims: Record<string, unknown>;
     let targets: { aud: string[]; scope: string | undefined };
     try {
@@ -140,6 +166,8 @@ export class TokenService {
       });
       const mapped = mapSubject(provider.config, payload);
       claims = Object.assign({}, mapped.claims, { sub: mapped.sub, idp: provider.config.name });
+      applyClaimRules(provider.config.rules, payload, claims);
+      this.#delegate(payload, actor, claims);
       targets = grantTargets(
         [...form.getAll('audience'), ...form.getAll('resource')],
         form.get('scope') ?? undefined,
@@ -151,17 +179,38 @@ export class TokenService {
     } catch (err) {
       // A forged token learns that it is forged, never which claims, audiences or scopes would pass (jwtVerify
       // too checks the signature before the claims). This costs a signature check on refusals only.
-      if (!(await this.#o.signer.check(proof))) throw invalidSignature();
+      if (!(await this.#o.signer.check(proofs))) throw await this.#forged(proof, actor);
       throw subjectTokenError(err);
     }
     if (client) claims.client_id = client.id;
     const ttl = provider.config.tokenTtlS ?? client?.tokenTtlS;
     try {
-      return await this.#issue(claims, targets.aud, targets.scope, ttl, requestedType, proof);
+      return await this.#issue(claims, targets.aud, targets.scope, ttl, requestedType, proofs);
     } catch (err) {
-      if (err instanceof ProofFailedError) throw invalidSignature();
+      if (err instanceof ProofFailedError) throw await this.#forged(proof, actor);
       throw err;
     }
+  }
+
+  /**
+   * The `act` claim (RFC 8693 §4.1): naming the actor when there is one, with the subject token's own `act`
+   * nested inside; a subject token's `act` is kept as it is otherwise, so a delegated token never loses its chain.
+   */
+  #delegate(
+    payload: Readonly<Record<string, unknown>>,
+    actor: ActorToken | undefined,
+    claims: Record<string, unknown>,
+  ): void {
+    if (actor) claims.act = this.#delegation.act(payload, actor, this.#o.clock.now());
+    else if (payload.act !== undefined) claims.act = priorAct(payload);
+  }
+
+  /** Which token of a refused exchange is forged: the subject's unless only the actor's signature fails. */
+  async #forged(subject: SignatureProof, actor: ActorToken | undefined): Promise<OAuthError> {
+    if (actor && (await this.#o.signer.check(subject))) {
+      return new OAuthError('invalid_request', 'actor_token signature is invalid');
+    }
+    return invalidSignature();
   }
 
   /**
@@ -198,7 +247,7 @@ export class TokenService {
     scope: string | undefined,
     ttlS: number | undefined,
     issuedTokenType?: string,
-    proof?: SignatureProof,
+    proof?: Proofs,
   ): Promise<TokenResponse> {
     const key = this.#o.activeKey();
     if (!key) return Promise.reject(new OAuthError('temporarily_unavailable', 'no signing key yet'));
@@ -227,6 +276,21 @@ export class TokenService {
       return response;
     });
   }
+}
+
+/**
+ * A provider's CEL claim rules (E5) on a subject token's claims: every validation rule must hold, then each
+ * mapping adds its claim to `claims`. Called where claim refusals wait for the signature check, so a forged
+ * token never learns which rule it broke.
+ */
+function applyClaimRules(
+  rules: ClaimRules,
+  payload: Readonly<Record<string, unknown>>,
+  claims: Record<string, unknown>,
+): void {
+  if (rules.empty) return;
+  rules.validate(payload);
+  rules.map(payload, claims);
 }
 
 /**

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { compileClaimRules, type ClaimRules } from './claim-rules.js';
 import { VERIFY_ALGORITHMS } from './jws.js';
 
 const claimName = z
@@ -9,8 +10,27 @@ const claimName = z
   // Reading "__proto__" off a token's payload yields Object.prototype when the token lacks that claim. (As a
   // mapping's target, zod's record already drops the key.)
   .refine((name) => name !== '__proto__', 'a claim name other than __proto__');
-/** Claims this service sets itself; a mapping may not overwrite them. */
-const RESERVED = new Set(['iss', 'sub', 'aud', 'exp', 'nbf', 'iat', 'jti', 'client_id', 'scope', 'idp']);
+/**
+ * Claims this service sets itself; a mapping may not overwrite them. `act` and `may_act` carry delegation
+ * (RFC 8693 §4.1, §4.4), which only the delegation rules may set.
+ */
+const RESERVED = new Set([
+  'iss',
+  'sub',
+  'aud',
+  'exp',
+  'nbf',
+  'iat',
+  'jti',
+  'client_id',
+  'scope',
+  'idp',
+  'act',
+  'may_act',
+]);
+
+/** A CEL expression as configured (compiled after validation, see `compileClaimRules`). */
+const celExpression = z.string().min(1).max(4096);
 
 const providerSchema = z
   .object({
@@ -24,9 +44,16 @@ const providerSchema = z
     subjectClaim: claimName.default('sub'),
     subjectPrefix: z.string().max(64).default(''),
     claims: z.record(claimName, claimName).default({}),
+    // CEL over the subject token's claims (variable `claims`), as Kubernetes' structured authentication has it.
+    claimValidationRules: z
+      .array(z.object({ expression: celExpression, message: z.string().min(1).max(200) }).strict())
+      .default([]),
+    claimMappings: z.record(claimName, celExpression).default({}),
     targetAudiences: z.array(z.string().min(1)).min(1),
     scopes: z.array(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/)).default([]),
     tokenTtlS: z.number().int().positive().optional(),
+    // RFC 8693 delegation (default false): its tokens may be exchanged on behalf of an actor, and be actor tokens.
+    allowDelegation: z.boolean().optional(),
     jwksCacheS: z.number().int().positive().default(300),
     jwksRefetchCooldownS: z.number().int().nonnegative().default(30),
     jwksStaleS: z.number().int().nonnegative().default(3600),
@@ -38,6 +65,12 @@ const providerSchema = z
   })
   .refine((p) => Object.keys(p.claims).every((target) => !RESERVED.has(target)), {
     message: `claims may not map onto ${[...RESERVED].join(', ')}`,
+  })
+  .refine((p) => Object.keys(p.claimMappings).every((target) => !RESERVED.has(target)), {
+    message: `claimMappings may not map onto ${[...RESERVED].join(', ')}`,
+  })
+  .refine((p) => Object.keys(p.claimMappings).every((target) => !Object.hasOwn(p.claims, target)), {
+    message: 'a claim is named in both claims and claimMappings',
   });
 
 const clientSchema = z
@@ -51,6 +84,8 @@ const clientSchema = z
     audiences: z.array(z.string().min(1)).min(1),
     scopes: z.array(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/)).default([]),
     tokenTtlS: z.number().int().positive().optional(),
+    // RFC 8693 delegation (default false): this client may present an actor_token in a token exchange.
+    mayDelegate: z.boolean().optional(),
   })
   .strict();
 
@@ -67,16 +102,19 @@ const fileSchema = z
     message: 'two clients share an id',
   });
 
-/** One external identity provider whose tokens can be exchanged. */
-export type ProviderConfig = z.infer<typeof providerSchema>;
+/** One external identity provider whose tokens can be exchanged, with its CEL claim rules compiled. */
+export type ProviderConfig = z.infer<typeof providerSchema> & { readonly rules: ClaimRules };
 /** One internal client that may ask for tokens. */
 export type ClientConfig = z.infer<typeof clientSchema>;
 /** The providers and clients file. */
-export type TokensConfig = z.infer<typeof fileSchema>;
+export type TokensConfig = Omit<z.infer<typeof fileSchema>, 'providers'> & {
+  readonly providers: ProviderConfig[];
+};
 
 /**
  * Validates a parsed providers-and-clients document; throws a ConfigError naming each bad field. Token lifetimes
- * may not exceed `maxTtlS`, because every key's expiry is computed from that bound.
+ * may not exceed `maxTtlS`, because every key's expiry is computed from that bound. Each provider's CEL claim
+ * rules are compiled here, once: a bad expression is a ConfigError naming the provider and the expression.
  */
 export function parseTokensConfig(doc: unknown, maxTtlS: number, source = 'tokens config'): TokensConfig {
   const parsed = fileSchema.safeParse(doc);
@@ -96,7 +134,14 @@ export function parseTokensConfig(doc: unknown, maxTtlS: number, source = 'token
       }
     });
   }
-  return parsed.data;
+  const providers = parsed.data.providers.map((p, i) => {
+    try {
+      return Object.assign(p, { rules: compileClaimRules(p) });
+    } catch (err) {
+      throw new ConfigError(`invalid ${source}:\n  providers.${i}: ${(err as Error).message}`);
+    }
+  });
+  return Object.assign({}, parsed.data, { providers });
 }
 
 /** Reads and validates the file at `path` (JSON). */

@@ -80,6 +80,8 @@ export async function createTokensModule(
     clock,
     skewS: config.signing.clockSkewS,
     defaultTtlS: config.tokenIssuer.defaultTtlS,
+    // Actor tokens of ours (delegation) verify against every replica's unexpired keys.
+    ownKey: (kid) => keys.keyStore.get(kid),
   });
 
   return {

@@ -42,6 +42,7 @@ async function tokensConfig(dir: string, idp: TestIdp): Promise<string> {
           claims: { email: 'email' },
           targetAudiences: ['orders', 'billing'],
           scopes: ['orders:read'],
+          allowDelegation: true,
         }),
       ],
       clients: [
@@ -51,6 +52,7 @@ async function tokensConfig(dir: string, idp: TestIdp): Promise<string> {
           grants: ['client_credentials', 'token_exchange'],
           audiences: ['orders', 'inventory'],
           scopes: ['orders:read'],
+          mayDelegate: true,
         },
       ],
     }),
@@ -231,6 +233,31 @@ describe('tokens (end to end)', () => {
       expect((await getJson(port, '/healthz')).status).to.equal(200);
     });
 
+    it('delegation: an actor token (ours) yields a token whose act names the actor; may_act is honoured', async () => {
+      const actorToken = await serviceToken(port);
+      const exchange = async (subjectClaims: Record<string, unknown>) =>
+        postToken(
+          port,
+          {
+            grant_type: EXCHANGE,
+            subject_token: await idp.sign({ sub: 'u-42', aud: 'token-exchange', ...subjectClaims }),
+            subject_token_type: JWT_TYPE,
+            actor_token: actorToken,
+            actor_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+          },
+          basic('svc-a', 'secret-a'),
+        );
+      const ok = await exchange({ may_act: { sub: 'svc-a' } });
+      expect(ok.status, JSON.stringify(ok.body)).to.equal(200);
+      const jwks = createRemoteJWKSet(new URL(`http://127.0.0.1:${port}/.well-known/jwks.json`));
+      const { payload } = await jwtVerify(ok.body.access_token as string, jwks);
+      expect(payload.sub).to.equal('acme|u-42');
+      expect(payload.act).to.deep.equal({ sub: 'svc-a', iss: `http://127.0.0.1:${port}` });
+      const refused = await exchange({ may_act: { sub: 'someone-else' } });
+      expect(refused.status).to.equal(400);
+      expect(refused.body).to.include({ error: 'invalid_request' });
+    });
+
     it('a provider outage is 503 temporarily_unavailable, not invalid_request', async () => {
       // A replica whose provider keys may never be served stale, and whose provider is failing.
       const failingDir = await mkdtemp(join(tmpdir(), 'tokens-e2e-'));
@@ -254,6 +281,24 @@ describe('tokens (end to end)', () => {
         await rm(failingDir, { recursive: true, force: true });
       }
     });
+  });
+
+  it('a CEL claim rule that does not compile stops start-up with exit code 2, naming provider and expression', async () => {
+    const badPath = join(dir, 'bad-cel.json');
+    await writeFile(
+      badPath,
+      JSON.stringify({
+        providers: [
+          idp.providerConfig({
+            claimValidationRules: [{ expression: 'claims.email.endsWith(', message: 'm' }],
+          }),
+        ],
+      }),
+    );
+    const service = startService({ TOKENS_PORT: '0', TOKENS_CONFIG: badPath });
+    services.push(service);
+    expect(await service.exited).to.equal(2);
+    expect(service.stderr.join('')).to.contain('provider "acme"').and.contain('"claims.email.endsWith("');
   });
 
   it('rotation under load loses no request, and every issued token verifies', async () => {

@@ -88,6 +88,45 @@ describe('signing pool', () => {
         }
       });
 
+      it('signs a payload with several proofs (subject and actor tokens) only when every one verifies', async () => {
+        const key = await generateSigningKey('ES256', Date.now(), LIFE, 'r1');
+        const subject = generateKeyPairSync('ed25519');
+        const actor = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+        const subjectProof = (signed: string): SignatureProof => ({
+          key: subject.publicKey,
+          alg: 'EdDSA',
+          signingInput: 's.p',
+          signature: sign(null, Buffer.from(signed), subject.privateKey).toString('base64url'),
+        });
+        const actorProof = (signed: string): SignatureProof => ({
+          key: actor.publicKey,
+          alg: 'ES256',
+          signingInput: 'a.p',
+          signature: sign('sha256', Buffer.from(signed), {
+            key: actor.privateKey,
+            dsaEncoding: 'ieee-p1363',
+          }).toString('base64url'),
+        });
+        const results = await Promise.allSettled([
+          pool.sign(key, { n: 0 }, [subjectProof('s.p'), actorProof('a.p')]),
+          pool.sign(key, { n: 1 }, [subjectProof('s.p'), actorProof('a.forged')]),
+          pool.sign(key, { n: 2 }, [subjectProof('s.forged'), actorProof('a.p')]),
+          pool.sign(key, { n: 3 }, subjectProof('s.p')),
+        ]);
+        expect(results.map((r) => r.status)).to.deep.equal([
+          'fulfilled',
+          'rejected',
+          'rejected',
+          'fulfilled',
+        ]);
+        expect(
+          await Promise.all([
+            pool.check([subjectProof('s.p'), actorProof('a.p')]),
+            pool.check([subjectProof('s.p'), actorProof('a.forged')]),
+          ]),
+        ).to.deep.equal([true, false]);
+      });
+
       it('checks a proof without signing anything, next to signing requests', async () => {
         const key = await generateSigningKey('ES256', Date.now(), LIFE, 'r1');
         const pair = generateKeyPairSync('ed25519');

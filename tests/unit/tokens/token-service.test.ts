@@ -247,14 +247,19 @@ describe('token service', () => {
         'invalid_request',
       ],
       [
-        'an actor_token',
+        'an actor_token without actor_token_type',
+        async () => [exchangeForm(await idp.sign({ sub: 'u', aud: 'token-exchange' }), { actor_token: 'x' })],
+        'invalid_request',
+      ],
+      [
+        'an actor_token with no client authenticated (delegation needs one)',
         async () => [
           exchangeForm(await idp.sign({ sub: 'u', aud: 'token-exchange' }), {
             actor_token: 'x',
             actor_token_type: JWT_TYPE,
           }),
         ],
-        'invalid_request',
+        'invalid_client',
       ],
       ['a malformed JWT', async () => [exchangeForm('not.a.jwt')], 'invalid_request'],
       [

@@ -51,6 +51,29 @@ describe('tokens config file', () => {
       /share an issuer/,
     ],
     [
+      'a CEL claim validation rule that does not compile (with its provider and expression)',
+      {
+        providers: [
+          { ...minimalProvider, claimValidationRules: [{ expression: 'claims.email ==', message: 'm' }] },
+        ],
+      },
+      /providers\.0: provider "acme": claimValidationRules\[0\]: CEL expression "claims\.email ==" is invalid/,
+    ],
+    [
+      'a CEL claim mapping onto a claim the service sets',
+      { providers: [{ ...minimalProvider, claimMappings: { act: 'claims.sub' } }] },
+      /claimMappings may not map onto/,
+    ],
+    [
+      'a claim both copied and computed',
+      {
+        providers: [
+          { ...minimalProvider, claims: { mail: 'email' }, claimMappings: { mail: 'claims.email' } },
+        ],
+      },
+      /both claims and claimMappings/,
+    ],
+    [
       'a lifetime over TOKEN_MAX_TTL_S',
       { clients: [{ id: 'c', secretHash: hashSecret('s'), audiences: ['a'], tokenTtlS: 7200 }] },
       /exceeds TOKEN_MAX_TTL_S/,
