@@ -128,6 +128,9 @@ export class TokenService {
     }
 
     const { provider, jwt, proof } = await this.#readSubject(subjectToken);
+    if (!client && provider.config.requireClientAuthentication) {
+      throw new OAuthError('invalid_client', 'client authentication is required to exchange these tokens');
+    }
     let claims: Record<string, unknown>;
     let targets: { aud: string[]; scope: string | undefined };
     try {
@@ -154,7 +157,7 @@ export class TokenService {
       if (!(await this.#o.signer.check(proof))) throw invalidSignature();
       throw subjectTokenError(err);
     }
-    if (client) claims.client_id = client.id;
+    claims.client_id = exchangeClientId(provider.config, client);
     const ttl = provider.config.tokenTtlS ?? client?.tokenTtlS;
     try {
       return await this.#issue(claims, targets.aud, targets.scope, ttl, requestedType, proof);
@@ -241,6 +244,15 @@ function refuseRepeated(form: FormParams): void {
       throw new OAuthError('invalid_request', `parameter "${name.slice(0, 50)}" is repeated`);
     }
   }
+}
+
+/**
+ * The `client_id` of an exchanged token (RFC 9068 §2.2 requires one): the authenticated client, or, when none
+ * authenticated, `idp:` and the provider's name. A configured client id cannot contain `:`, so a resource server
+ * can never mistake an unauthenticated exchange for a client's request.
+ */
+function exchangeClientId(provider: ProviderConfig, client: ClientConfig | undefined): string {
+  return client ? client.id : `idp:${provider.name}`;
 }
 
 function invalidSignature(): OAuthError {

@@ -27,6 +27,8 @@ const providerSchema = z
     targetAudiences: z.array(z.string().min(1)).min(1),
     scopes: z.array(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/)).default([]),
     tokenTtlS: z.number().int().positive().optional(),
+    // Exchanges of this provider's tokens need an authenticated client, so every token names a real client.
+    requireClientAuthentication: z.boolean().default(false),
     jwksCacheS: z.number().int().positive().default(300),
     jwksRefetchCooldownS: z.number().int().nonnegative().default(30),
     jwksStaleS: z.number().int().nonnegative().default(3600),

@@ -34,8 +34,8 @@ describe('token service', () => {
   });
   after(() => idp.stop());
 
-  beforeEach(() => {
-    fetchJson = sinon.stub().resolves({ keys: [idp.publicJwk] });
+  /** A service trusting `idp` (with `providerOverrides`) and two clients. */
+  function makeService(providerOverrides: Record<string, unknown> = {}): TokenService {
     const config = parseTokensConfig(
       {
         providers: [
@@ -45,6 +45,7 @@ describe('token service', () => {
             scopes: ['orders:read', 'orders:write'],
             tokenTtlS: 600,
             jwksStaleS: 0,
+            ...providerOverrides,
           }),
         ],
         clients: [
@@ -62,7 +63,7 @@ describe('token service', () => {
       3600,
     );
     const provider = config.providers[0]!;
-    service = new TokenService({
+    return new TokenService({
       issuer: () => ISSUER,
       providers: [
         {
@@ -87,6 +88,11 @@ describe('token service', () => {
       skewS: 60,
       defaultTtlS: 900,
     });
+  }
+
+  beforeEach(() => {
+    fetchJson = sinon.stub().resolves({ keys: [idp.publicJwk] });
+    service = makeService();
   });
 
   const verify = (token: string) =>
@@ -130,7 +136,7 @@ describe('token service', () => {
       expires_in: 600,
     });
     const { payload, protectedHeader } = await verify(response.access_token);
-    expect(protectedHeader).to.deep.equal({ alg: 'ES256', kid: key.kid, typ: 'JWT' });
+    expect(protectedHeader).to.deep.equal({ alg: 'ES256', kid: key.kid, typ: 'at+jwt' });
     expect(payload).to.include({
       sub: 'acme|u1',
       email: 'u1@acme.test',
@@ -141,6 +147,20 @@ describe('token service', () => {
     expect(payload.exp! - payload.iat!).to.equal(600);
     expect(payload.nbf).to.equal(payload.iat);
     expect(payload.jti).to.be.a('string');
+  });
+
+  it('names the provider as client_id (RFC 9068) when no client authenticated the exchange', async () => {
+    const subject = await idp.sign({ sub: 'u1', aud: 'token-exchange' });
+    const response = await service.handle(exchangeForm(subject), undefined);
+    expect((await verify(response.access_token)).payload).to.include({ client_id: 'idp:acme' });
+  });
+
+  it('refuses an unauthenticated exchange when the provider requires client authentication', async () => {
+    service = makeService({ requireClientAuthentication: true });
+    const subject = await idp.sign({ sub: 'u1', aud: 'token-exchange' });
+    expect(await refusal(exchangeForm(subject))).to.equal('invalid_client');
+    const response = await service.handle(exchangeForm(subject), basic('svc-a', 'secret-a'));
+    expect((await verify(response.access_token)).payload).to.include({ client_id: 'svc-a' });
   });
 
   it('narrows an authenticated exchange to what both the provider and the client allow', async () => {
