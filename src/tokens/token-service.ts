@@ -21,12 +21,14 @@ export const GRANT_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exch
 export const GRANT_CLIENT_CREDENTIALS = 'client_credentials';
 const TOKEN_TYPE_ACCESS = 'urn:ietf:params:oauth:token-type:access_token';
 const TOKEN_TYPE_JWT = 'urn:ietf:params:oauth:token-type:jwt';
-const SUBJECT_TOKEN_TYPES = new Set([
+/** Subject token types an exchange accepts (RFC 8693 §3); the metadata documents list them. */
+export const SUBJECT_TOKEN_TYPES: ReadonlySet<string> = new Set([
   TOKEN_TYPE_JWT,
   TOKEN_TYPE_ACCESS,
   'urn:ietf:params:oauth:token-type:id_token',
 ]);
-const ISSUABLE_TYPES = new Set([TOKEN_TYPE_ACCESS, TOKEN_TYPE_JWT]);
+/** Token types an exchange may be asked to issue (`requested_token_type`); both yield the same access token. */
+export const ISSUABLE_TYPES: ReadonlySet<string> = new Set([TOKEN_TYPE_ACCESS, TOKEN_TYPE_JWT]);
 /** Claims a subject token must carry besides `iss` and `aud`: a token that never expires is not exchanged. */
 const REQUIRED_CLAIMS = ['exp'] as const;
 /** Parameters RFC 8693 lets a request repeat; any other repeated parameter is an invalid_request (RFC 6749 §3.2). */
