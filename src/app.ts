@@ -15,6 +15,7 @@ import { PostgresPublicKeyRepository } from './keys/postgres-repository.js';
 import { BoundHistogram, createMetrics, readGauge, type Metrics } from './metrics.js';
 import { NatsClient } from './nats/connection.js';
 import { Supervisor, type Component } from './supervisor.js';
+import { fileAuditSink, TokenAudit } from './tokens/audit.js';
 import { undiciFetchJson, type FetchJson } from './tokens/http-fetch.js';
 import { NatsKeyAnnouncer } from './tokens/key-announcer.js';
 import { KeyRotation, signingKeyLifetime } from './tokens/key-rotation.js';
@@ -25,6 +26,7 @@ import { SigningPool } from './tokens/signing-pool.js';
 import { tokenRoutes } from './tokens/token-routes.js';
 import { TokenService, type Provider } from './tokens/token-service.js';
 import { loadTokensConfig, type TokensConfig } from './tokens/tokens-config.js';
+import { quickstartTokensConfig } from './tokens/quickstart.js';
 
 /** Collaborators that tests may replace. */
 export interface AppDependencies {
@@ -65,7 +67,7 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
   const components: Component[] = [];
   const tokensConfig: TokensConfig = config.tokenIssuer.configPath
     ? await loadTokensConfig(config.tokenIssuer.configPath, config.signing.tokenMaxTtlS)
-    : { providers: [], clients: [] };
+    : quickstartTokensConfig(log);
 
   const failures = new Counter({
     name: 'keystore_postgres_failures_total',
@@ -288,6 +290,15 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
     routes: [...getRoutes(gradesRoutes), ...healthRoutes(gradesReadiness, metrics)],
   });
 
+  const auditLog = config.tokenIssuer.auditLog;
+  const audit =
+    auditLog === 'off'
+      ? undefined
+      : new TokenAudit({ sink: fileAuditSink(auditLog), replica: config.replicaId, clock });
+  // Closed after the tokens listener has stopped, so the last requests' lines are written.
+  if (audit)
+    components.push({ name: 'token-audit', start: () => Promise.resolve(), stop: () => audit.close() });
+
   const tokensHttp = new HttpServer({
     name: 'tokens',
     host: config.host,
@@ -298,7 +309,14 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
     routes: [
       ...healthRoutes(tokensReadiness, metrics),
       ...keyRoutes(keyStore, clock),
-      ...tokenRoutes({ service, issuer, alg: config.signing.alg, registry: metrics.registry, log }),
+      ...tokenRoutes({
+        service,
+        issuer,
+        alg: config.signing.alg,
+        registry: metrics.registry,
+        log,
+        ...(audit ? { audit } : {}),
+      }),
     ],
   });
   components.push({

@@ -60,6 +60,7 @@ const envSchema = z
     TOKENS_ISSUER: z.preprocess(unsetIfEmpty, z.string().url().optional()),
     TOKENS_CONFIG: z.preprocess(unsetIfEmpty, z.string().min(1).optional()),
     TOKEN_DEFAULT_TTL_S: seconds(900),
+    TOKENS_AUDIT_LOG: z.preprocess(unsetIfEmpty, z.string().min(1).default('stdout')),
     KEY_PUBLISH_GRACE_S: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(0).default(600)),
     KEY_PUBLISH_RETRY_MS: millis(2000),
     SIGNING_WORKERS: z.preprocess(
@@ -207,6 +208,8 @@ export interface Config {
     /** Path of the providers-and-clients JSON file; unset: no providers, no clients. */
     readonly configPath: string | undefined;
     readonly defaultTtlS: number;
+    /** Where the token audit log goes: `stdout`, a file path, or `off`. */
+    readonly auditLog: 'stdout' | 'off' | { readonly path: string };
   };
   readonly shutdownTimeoutMs: number;
   readonly grades: {
@@ -273,7 +276,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxBatch: e.SIGNING_MAX_BATCH,
       pipelineDepth: e.SIGNING_PIPELINE_DEPTH,
     },
-    tokenIssuer: { issuer: e.TOKENS_ISSUER, configPath: e.TOKENS_CONFIG, defaultTtlS: e.TOKEN_DEFAULT_TTL_S },
+    tokenIssuer: {
+      issuer: e.TOKENS_ISSUER,
+      configPath: e.TOKENS_CONFIG,
+      defaultTtlS: e.TOKEN_DEFAULT_TTL_S,
+      auditLog:
+        e.TOKENS_AUDIT_LOG === 'stdout' || e.TOKENS_AUDIT_LOG === 'off'
+          ? e.TOKENS_AUDIT_LOG
+          : { path: e.TOKENS_AUDIT_LOG },
+    },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     grades: {
       setPort: e.GRADES_SET_PORT,

@@ -4,6 +4,7 @@ import { PayloadTooLargeError } from '../errors.js';
 import { Form } from '../http/form.js';
 import type { HttpResponse, Route } from '../http/server.js';
 import type { SigningAlg } from '../keys/public-key.js';
+import { RequestIds, type TokenAudit, type TokenDecision } from './audit.js';
 import { BASIC_CHALLENGE } from './client-auth.js';
 import { OAuthError } from './oauth-error.js';
 import {
@@ -49,6 +50,15 @@ export interface TokenRoutesOptions {
   readonly alg: SigningAlg;
   readonly registry: Registry;
   readonly log: Logger;
+  /** Where every token decision is recorded; absent: no audit log. */
+  readonly audit?: TokenAudit;
+}
+
+/** The grant's short name, for metrics and the audit log. */
+function grantName(grantType: string | null): string | undefined {
+  if (grantType === GRANT_TOKEN_EXCHANGE) return 'token_exchange';
+  if (grantType === GRANT_CLIENT_CREDENTIALS) return 'client_credentials';
+  return grantType === null ? undefined : 'unsupported';
 }
 
 /** `POST /token`, and the server metadata at `/.well-known/openid-configuration` and (RFC 8414) `/.well-known/oauth-authorization-server`. */
@@ -65,24 +75,31 @@ export function tokenRoutes(o: TokenRoutesOptions): Route[] {
     labelNames: ['error'] as const,
     registers: [o.registry],
   });
+  const requestIds = new RequestIds();
+  const audit = o.audit;
   return [
     {
       method: 'POST',
       path: '/token',
       handler: async (req) => {
+        const decision: TokenDecision = {};
         try {
           if (!isForm(req.headers['content-type'])) {
             throw new OAuthError('invalid_request', 'content type must be application/x-www-form-urlencoded');
           }
           const form = new Form((await req.body()).toString('utf8'));
-          const response = await o.service.handle(form, req.headers.authorization);
+          decision.grant = grantName(form.get('grant_type'));
+          const response = await o.service.handle(form, req.headers.authorization, decision);
           issued.inc({
-            grant: form.get('grant_type') === GRANT_TOKEN_EXCHANGE ? 'token_exchange' : 'client_credentials',
+            grant: decision.grant === 'token_exchange' ? 'token_exchange' : 'client_credentials',
           });
+          audit?.record(requestIds.of(req.headers), decision);
           return { status: 200, headers: NO_STORE, json: response };
         } catch (err) {
           const response = oauthErrorResponse(err, o.log);
-          refused.inc({ error: (response.json as { error: string }).error });
+          const { error } = response.json as { error: string };
+          refused.inc({ error });
+          audit?.record(requestIds.of(req.headers), decision, error);
           return response;
         }
       },

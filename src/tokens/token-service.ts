@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { errors as joseErrors } from 'jose';
 import type { Clock } from '../clock.js';
 import type { FormParams } from '../http/form.js';
-import { grantTargets, mapSubject } from './claims.js';
+import type { TokenDecision } from './audit.js';
+import { grantTargets, mapSubject, type MappedSubject } from './claims.js';
 import { ClientRegistry, presentedCredentials } from './client-auth.js';
 import { OAuthError } from './oauth-error.js';
 import {
@@ -80,25 +81,37 @@ export class TokenService {
     this.#clients = new ClientRegistry(options.clients);
   }
 
-  /** Handles one token request: its form parameters and its Authorization header. */
-  async handle(form: FormParams, authorization: string | undefined): Promise<TokenResponse> {
+  /**
+   * Handles one token request: its form parameters and its Authorization header. What it establishes on the way
+   * (client, provider, subjects, what was granted) is noted in `decision`, for the audit log.
+   */
+  async handle(
+    form: FormParams,
+    authorization: string | undefined,
+    decision: TokenDecision = {},
+  ): Promise<TokenResponse> {
     refuseRepeated(form);
     const grantType = form.get('grant_type');
     if (!grantType) throw new OAuthError('invalid_request', 'grant_type is required');
     const credentials = presentedCredentials(authorization, form);
     const client = credentials ? this.#clients.authenticate(credentials) : undefined;
+    if (client) decision.clientId = client.id;
     switch (grantType) {
       case GRANT_TOKEN_EXCHANGE:
-        return this.#exchange(form, client);
+        return this.#exchange(form, client, decision);
       case GRANT_CLIENT_CREDENTIALS:
         if (!client) throw new OAuthError('invalid_client', 'client authentication is required');
-        return this.#clientCredentials(form, client);
+        return this.#clientCredentials(form, client, decision);
       default:
         throw new OAuthError('unsupported_grant_type', 'grant_type is not supported');
     }
   }
 
-  #clientCredentials(form: FormParams, client: ClientConfig): Promise<TokenResponse> {
+  #clientCredentials(
+    form: FormParams,
+    client: ClientConfig,
+    decision: TokenDecision,
+  ): Promise<TokenResponse> {
     if (!client.grants.includes('client_credentials')) {
       throw new OAuthError('unauthorized_client', 'client may not use client_credentials');
     }
@@ -108,10 +121,14 @@ export class TokenService {
       client.audiences,
       client.scopes,
     );
-    return this.#issue({ sub: client.id, client_id: client.id }, aud, scope, client.tokenTtlS);
+    return this.#issue(decision, { sub: client.id, client_id: client.id }, aud, scope, client.tokenTtlS);
   }
 
-  async #exchange(form: FormParams, client: ClientConfig | undefined): Promise<TokenResponse> {
+  async #exchange(
+    form: FormParams,
+    client: ClientConfig | undefined,
+    decision: TokenDecision,
+  ): Promise<TokenResponse> {
     if (client && !client.grants.includes('token_exchange')) {
       throw new OAuthError('unauthorized_client', 'client may not use token exchange');
     }
@@ -130,6 +147,7 @@ export class TokenService {
     }
 
     const { provider, jwt, proof } = await this.#readSubject(subjectToken);
+    decision.provider = provider.config.name;
     if (!client && provider.config.requireClientAuthentication) {
       throw new OAuthError('invalid_client', 'client authentication is required to exchange these tokens');
     }
@@ -144,6 +162,7 @@ export class TokenService {
         now: this.#o.clock.now(),
       });
       const mapped = mapSubject(provider.config, payload);
+      noteSubject(decision, provider.config, mapped);
       claims = Object.assign({}, mapped.claims, { sub: mapped.sub, idp: provider.config.name });
       targets = grantTargets(
         [...form.getAll('audience'), ...form.getAll('resource')],
@@ -162,7 +181,7 @@ export class TokenService {
     claims.client_id = exchangeClientId(provider.config, client);
     const ttl = provider.config.tokenTtlS ?? client?.tokenTtlS;
     try {
-      return await this.#issue(claims, targets.aud, targets.scope, ttl, requestedType, proof);
+      return await this.#issue(decision, claims, targets.aud, targets.scope, ttl, requestedType, proof);
     } catch (err) {
       if (err instanceof ProofFailedError) throw invalidSignature();
       throw err;
@@ -198,6 +217,7 @@ export class TokenService {
    * slow path that cost several microseconds per token (measured), which on this hot path is a tenth of a request.
    */
   #issue(
+    decision: TokenDecision,
     claims: Record<string, unknown>,
     aud: string[],
     scope: string | undefined,
@@ -222,6 +242,7 @@ export class TokenService {
     });
     if (scope !== undefined) payload.scope = scope;
     return this.#o.signer.sign(key, payload, proof).then((token) => {
+      noteIssued(decision, payload, key.kid);
       const response: Mutable<TokenResponse> = {
         access_token: token,
         token_type: 'Bearer',
@@ -246,6 +267,25 @@ function refuseRepeated(form: FormParams): void {
       throw new OAuthError('invalid_request', `parameter "${name.slice(0, 50)}" is repeated`);
     }
   }
+}
+
+/**
+ * Notes the subject of an exchange once its claims have been checked (the signature may still fail later, and
+ * the outcome says so). The external subject is the internal one without the provider's prefix.
+ */
+function noteSubject(decision: TokenDecision, provider: ProviderConfig, mapped: MappedSubject): void {
+  decision.subject = mapped.sub;
+  decision.externalSubject = mapped.sub.slice(provider.subjectPrefix.length);
+}
+
+/** Notes what an issued token says (RFC 9068's claims and the key that signed it). */
+function noteIssued(decision: TokenDecision, payload: Record<string, unknown>, kid: string): void {
+  decision.clientId = payload.client_id as string;
+  decision.subject = payload.sub as string;
+  decision.audience = payload.aud as string | string[];
+  decision.scope = payload.scope as string | undefined;
+  decision.jti = payload.jti as string;
+  decision.kid = kid;
 }
 
 /**

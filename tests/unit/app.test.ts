@@ -24,6 +24,7 @@ describe('service wiring', () => {
       'key-announcer',
       'grades',
       'key-rotation',
+      'token-audit',
       'tokens-http',
       'grades-set-http',
       'grades-get-http',
@@ -35,6 +36,8 @@ describe('service wiring', () => {
     expect(stop.indexOf('nats')).to.be.below(stop.indexOf('signing-pool'));
     expect(stop.indexOf('signing-pool')).to.be.below(stop.indexOf('key-store'));
     expect(stop.at(-1)).to.equal('postgres-pool');
+    // The audit log is closed only once no token request is left to record.
+    expect(stop.indexOf('tokens-http')).to.be.below(stop.indexOf('token-audit'));
   });
 
   it('without Postgres and NATS wires a self-contained replica', async () => {
@@ -49,6 +52,7 @@ describe('service wiring', () => {
       'signing-pool',
       'grades',
       'key-rotation',
+      'token-audit',
       'tokens-http',
       'grades-set-http',
       'grades-get-http',

@@ -3,6 +3,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { createLocalJWKSet, jwtVerify, SignJWT, UnsecuredJWT, type JWK } from 'jose';
 import sinon from 'sinon';
 import { silentLogger } from '../../../src/log.js';
+import type { TokenDecision } from '../../../src/tokens/audit.js';
 import { hashSecret } from '../../../src/tokens/client-auth.js';
 import { FetchError } from '../../../src/tokens/http-fetch.js';
 import { OAuthError } from '../../../src/tokens/oauth-error.js';
@@ -109,9 +110,13 @@ describe('token service', () => {
     });
   const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
   /** The OAuthError a request is refused with, or 'issued'. */
-  async function outcome(form: URLSearchParams, authorization?: string): Promise<OAuthError | 'issued'> {
+  async function outcome(
+    form: URLSearchParams,
+    authorization?: string,
+    decision: TokenDecision = {},
+  ): Promise<OAuthError | 'issued'> {
     try {
-      await service.handle(form, authorization);
+      await service.handle(form, authorization, decision);
       return 'issued';
     } catch (err) {
       if (err instanceof OAuthError) return err;
@@ -161,6 +166,35 @@ describe('token service', () => {
     expect(await refusal(exchangeForm(subject))).to.equal('invalid_client');
     const response = await service.handle(exchangeForm(subject), basic('svc-a', 'secret-a'));
     expect((await verify(response.access_token)).payload).to.include({ client_id: 'svc-a' });
+  });
+
+  it('notes each decision for the audit log: what was established, never what was merely presented', async () => {
+    const subject = await idp.sign({ sub: 'u1', aud: 'token-exchange' });
+    const issued = {};
+    const response = await service.handle(exchangeForm(subject, { scope: 'orders:read' }), undefined, issued);
+    const { payload } = await verify(response.access_token);
+    expect(issued).to.deep.equal({
+      provider: 'acme',
+      externalSubject: 'u1',
+      subject: 'acme|u1',
+      clientId: 'idp:acme',
+      audience: 'orders',
+      scope: 'orders:read',
+      jti: payload.jti,
+      kid: key.kid,
+    });
+    const refused = {};
+    expect(await outcome(exchangeForm(subject, { audience: 'nope' }), undefined, refused)).to.be.instanceOf(
+      OAuthError,
+    );
+    expect(refused).to.deep.equal({ provider: 'acme', externalSubject: 'u1', subject: 'acme|u1' });
+    const wrongSecret = {};
+    await outcome(
+      new URLSearchParams({ grant_type: 'client_credentials' }),
+      basic('svc-a', 'nope'),
+      wrongSecret,
+    );
+    expect(wrongSecret).to.deep.equal({});
   });
 
   it('narrows an authenticated exchange to what both the provider and the client allow', async () => {
