@@ -1,7 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { IncomingHttpHeaders } from 'node:http';
 import { pino } from 'pino';
 import type { Clock } from '../clock.js';
+import { ConfigError } from '../errors.js';
 
 /**
  * What is known of one token decision, noted by the token service as it handles the request. Only values the
@@ -89,7 +92,7 @@ export class TokenAudit {
  */
 export function fileAuditSink(destination: 'stdout' | { readonly path: string }): AuditSink {
   const stream = pino.destination({
-    ...(destination === 'stdout' ? { fd: 1 } : { dest: destination.path, mkdir: true }),
+    fd: destination === 'stdout' ? 1 : openForAppend(destination.path),
     sync: false,
     minLength: 2048,
     maxWrite: 4096,
@@ -105,6 +108,19 @@ export function fileAuditSink(destination: 'stdout' | { readonly path: string })
         stream.end();
       }),
   };
+}
+
+/**
+ * Opens the audit file at start-up, synchronously, so that a path that cannot be written stops start-up with a
+ * configuration error instead of failing once requests arrive.
+ */
+function openForAppend(path: string): number {
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    return openSync(path, 'a');
+  } catch (err) {
+    throw new ConfigError(`TOKENS_AUDIT_LOG: cannot open ${path}: ${(err as Error).message}`);
+  }
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;

@@ -1,13 +1,18 @@
 import { expect } from 'chai';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ConfigError } from '../../../src/errors.js';
 import { fileAuditSink, RequestIds, TokenAudit, type AuditSink } from '../../../src/tokens/audit.js';
 
 /** A sink that keeps its lines. */
 function memorySink(): AuditSink & { lines: string[] } {
   const lines: string[] = [];
-  return { lines, write: (line) => void lines.push(line), close: () => Promise.resolve() };
+  return {
+    lines,
+    write: (line) => void lines.push(line),
+    close: () => Promise.resolve(),
+  };
 }
 
 describe('token audit log', () => {
@@ -67,6 +72,15 @@ describe('token audit log', () => {
       for (const line of lines) sink.write(line);
       await sink.close();
       expect(await readFile(path, 'utf8')).to.equal(lines.join(''));
+    });
+
+    it('a path that cannot be opened stops start-up with a configuration error naming the setting', async () => {
+      const file = join(dir, 'a-file');
+      await writeFile(file, '');
+      expect(() => fileAuditSink({ path: join(file, 'audit.log') }))
+        .to.throw(ConfigError)
+        .with.property('message')
+        .that.matches(/^TOKENS_AUDIT_LOG: cannot open /);
     });
   });
 
