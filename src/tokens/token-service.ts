@@ -175,7 +175,7 @@ export class TokenService {
     } catch (err) {
       // A forged token learns that it is forged, never which claims, audiences or scopes would pass (jwtVerify
       // too checks the signature before the claims). This costs a signature check on refusals only.
-      if (!(await this.#o.signer.check(proof))) throw invalidSignature();
+      if (!(await this.#o.signer.check(proof))) throw invalidSignature(decision);
       throw subjectTokenError(err);
     }
     claims.client_id = exchangeClientId(provider.config, client);
@@ -183,7 +183,7 @@ export class TokenService {
     try {
       return await this.#issue(decision, claims, targets.aud, targets.scope, ttl, requestedType, proof);
     } catch (err) {
-      if (err instanceof ProofFailedError) throw invalidSignature();
+      if (err instanceof ProofFailedError) throw invalidSignature(decision);
       throw err;
     }
   }
@@ -270,8 +270,8 @@ function refuseRepeated(form: FormParams): void {
 }
 
 /**
- * Notes the subject of an exchange once its claims have been checked (the signature may still fail later, and
- * the outcome says so). The external subject is the internal one without the provider's prefix.
+ * Notes the subject of an exchange once its claims have been checked (should the signature then fail,
+ * {@link invalidSignature} takes it back). The external subject is the internal one without the provider's prefix.
  */
 function noteSubject(decision: TokenDecision, provider: ProviderConfig, mapped: MappedSubject): void {
   decision.subject = mapped.sub;
@@ -297,7 +297,10 @@ function exchangeClientId(provider: ProviderConfig, client: ClientConfig | undef
   return client ? client.id : `idp:${provider.name}`;
 }
 
-function invalidSignature(): OAuthError {
+/** The refusal of a subject token whose signature does not verify; what it claimed is not audited as its subject. */
+function invalidSignature(decision: TokenDecision): OAuthError {
+  delete decision.subject;
+  delete decision.externalSubject;
   return new OAuthError('invalid_request', 'subject_token signature is invalid');
 }
 

@@ -123,8 +123,8 @@ describe('token service', () => {
       throw err;
     }
   }
-  const refusal = async (form: URLSearchParams, authorization?: string) => {
-    const result = await outcome(form, authorization);
+  const refusal = async (form: URLSearchParams, authorization?: string, decision?: TokenDecision) => {
+    const result = await outcome(form, authorization, decision);
     return result === 'issued' ? result : result.code;
   };
   const reason = async (form: URLSearchParams, authorization?: string) => {
@@ -188,6 +188,14 @@ describe('token service', () => {
       OAuthError,
     );
     expect(refused).to.deep.equal({ provider: 'acme', externalSubject: 'u1', subject: 'acme|u1' });
+    const forged = {};
+    const forgedToken = await new SignJWT({ sub: 'u1', aud: 'token-exchange' })
+      .setProtectedHeader({ alg: 'ES256', kid: idp.kid })
+      .setIssuer(idp.issuer)
+      .setExpirationTime('1h')
+      .sign(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey);
+    expect(await refusal(exchangeForm(forgedToken), undefined, forged)).to.equal('invalid_request');
+    expect(forged).to.deep.equal({ provider: 'acme' });
     const wrongSecret = {};
     await outcome(
       new URLSearchParams({ grant_type: 'client_credentials' }),
