@@ -3,7 +3,9 @@
  * exchanges (ES256), the latter also from a provider with one CEL claim validation rule and one CEL claim mapping,
  * next to a baseline measured in the same run: one `node:http` process that verifies with jose `jwtVerify` and
  * signs with jose `SignJWT` on its main thread (for the CEL scenario it does the plain exchange). Baseline and
- * subject alternate (A B A B …) and medians are reported with the ratio.
+ * subject alternate (A B A B …) and medians are reported with the ratio. The service runs with its token audit log
+ * on (stdout, as by default), and a second instance with it off is measured in the same rounds (A B C A B C …) to
+ * show what the audit log costs.
  *
  *   node --import tsx scripts/bench-tokens.ts [--rounds 7] [--seconds 4] [--connections 32] [--workers 1]
  *                                             [--loader wrk|autocannon]
@@ -54,18 +56,24 @@ function spawnAndWait(
   });
   return new Promise((resolve, reject) => {
     let buffer = '';
-    proc.stdout?.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer) => {
       buffer += chunk.toString();
       for (const line of buffer.split('\n')) {
         try {
           const parsed = JSON.parse(line) as Record<string, unknown>;
-          if (typeof parsed[field] === 'number') resolve({ proc, port: parsed[field] });
+          if (typeof parsed[field] === 'number') {
+            // From here on stdout (the audit log among it) is read and dropped, not parsed on this process's CPU.
+            proc.stdout?.off('data', onData).resume();
+            resolve({ proc, port: parsed[field] });
+            return;
+          }
         } catch {
           // partial or non-JSON line
         }
       }
       buffer = buffer.slice(buffer.lastIndexOf('\n') + 1);
-    });
+    };
+    proc.stdout?.on('data', onData);
     proc.once('exit', (code) => reject(new Error(`process exited early (${code})`)));
   });
 }
@@ -198,10 +206,31 @@ async function main(): Promise<void> {
     children.push(baseline.proc);
     const subject = await spawnAndWait(
       [join(dist, 'src/main.js')],
-      { TOKENS_PORT: '0', TOKENS_CONFIG: configPath, SIGNING_WORKERS: values.workers, LOG_LEVEL: 'info' },
+      {
+        TOKENS_PORT: '0',
+        GRADES_SET_PORT: '0',
+        GRADES_GET_PORT: '0',
+        TOKENS_CONFIG: configPath,
+        SIGNING_WORKERS: values.workers,
+        LOG_LEVEL: 'info',
+      },
       'tokensPort',
     );
     children.push(subject.proc);
+    const unaudited = await spawnAndWait(
+      [join(dist, 'src/main.js')],
+      {
+        TOKENS_PORT: '0',
+        GRADES_SET_PORT: '0',
+        GRADES_GET_PORT: '0',
+        TOKENS_CONFIG: configPath,
+        SIGNING_WORKERS: values.workers,
+        LOG_LEVEL: 'info',
+        TOKENS_AUDIT_LOG: 'off',
+      },
+      'tokensPort',
+    );
+    children.push(unaudited.proc);
 
     const subjectToken = await idp.sign({ sub: 'user-1', aud: 'token-exchange' }, { expiresIn: '2h' });
     const celSubjectToken = await idp.sign(
@@ -235,16 +264,18 @@ async function main(): Promise<void> {
     for (const s of scenarios) {
       await load(baseline, s.baselineBody ?? s.body, s.headers);
       await load(subject, s.body, s.headers);
+      await load(unaudited, s.body, s.headers);
     }
     console.log(
       `tokens over HTTP: ${ROUNDS} rounds × ${SECONDS}s per server and scenario, ${CONNECTIONS} connections, ` +
         `signing workers ${values.workers}, load by ${values.loader}; baseline and service alternate`,
     );
     for (const s of scenarios) {
-      const runs = { baseline: [] as Result[], service: [] as Result[] };
+      const runs = { baseline: [] as Result[], service: [] as Result[], unaudited: [] as Result[] };
       for (let round = 0; round < ROUNDS; round++) {
         runs.baseline.push(await load(baseline, s.baselineBody ?? s.body, s.headers));
         runs.service.push(await load(subject, s.body, s.headers));
+        runs.unaudited.push(await load(unaudited, s.body, s.headers));
       }
       const summary = (rs: Result[]) => ({
         rps: median(rs.map((r) => r.rps)),
@@ -265,6 +296,7 @@ async function main(): Promise<void> {
         );
       row('baseline', b);
       row('service', v);
+      row('no audit', summary(runs.unaudited));
       const cpu = (r: typeof b) => r.mainUs + r.otherUs;
       // Each round's service run follows its baseline run within seconds, so the ratio of a pair is spared most of
       // the machine's drift between rounds (seen here: the same server 30% apart from one round to the next).
@@ -273,6 +305,11 @@ async function main(): Promise<void> {
         `  ratio     ${median(paired).toFixed(2)}x requests/s (median of the ${ROUNDS} paired rounds, ` +
           `${Math.min(...paired).toFixed(2)}–${Math.max(...paired).toFixed(2)}; ratio of medians ` +
           `${(v.rps / b.rps).toFixed(2)}x); ${(cpu(b) / cpu(v)).toFixed(2)}x less CPU per request`,
+      );
+      const audited = runs.service.map((r, i) => r.rps / (runs.unaudited[i]?.rps ?? NaN));
+      console.log(
+        `  audit     audit log on / off ${median(audited).toFixed(2)}x requests/s (median of the ${ROUNDS} ` +
+          `paired rounds, ${Math.min(...audited).toFixed(2)}–${Math.max(...audited).toFixed(2)})`,
       );
     }
   } finally {

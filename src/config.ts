@@ -61,6 +61,16 @@ const envSchema = z
     TOKENS_ISSUER: z.preprocess(unsetIfEmpty, z.string().url().optional()),
     TOKENS_CONFIG: z.preprocess(unsetIfEmpty, z.string().min(1).optional()),
     TOKEN_DEFAULT_TTL_S: seconds(900),
+    TOKENS_AUDIT_LOG: z.preprocess(
+      unsetIfEmpty,
+      z
+        .string()
+        .min(1)
+        .default('stdout')
+        .transform((v): 'stdout' | 'off' | { path: string } =>
+          v === 'stdout' || v === 'off' ? v : { path: v },
+        ),
+    ),
     KEY_PUBLISH_GRACE_S: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(0).default(600)),
     KEY_PUBLISH_RETRY_MS: millis(2000),
     SIGNING_WORKERS: z.preprocess(
@@ -232,9 +242,11 @@ function toConfig(e: z.output<typeof envSchema>) {
     tokenIssuer: {
       /** Fixed issuer URL; unset: `http://127.0.0.1:<bound port>`. */
       issuer: e.TOKENS_ISSUER,
-      /** Path of the providers-and-clients JSON file; unset: no providers, no clients. */
+      /** Path of the providers-and-clients JSON file; unset: a generated quick-start client, no providers. */
       configPath: e.TOKENS_CONFIG,
       defaultTtlS: e.TOKEN_DEFAULT_TTL_S,
+      /** Where the token audit log goes: `stdout`, a file path, or `off`. */
+      auditLog: e.TOKENS_AUDIT_LOG,
     },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     grades: {

@@ -17,7 +17,7 @@ const { privateKey } = await generateKeyPair('ES256');
 
 async function issue(claims: Record<string, unknown>): Promise<string> {
   return new SignJWT(claims)
-    .setProtectedHeader({ alg: 'ES256', kid: 'baseline', typ: 'JWT' })
+    .setProtectedHeader({ alg: 'ES256', kid: 'baseline', typ: 'at+jwt' })
     .setIssuer('http://baseline')
     .setAudience('orders')
     .setIssuedAt()

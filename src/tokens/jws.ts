@@ -1,9 +1,15 @@
 import { constants, sign, verify, type KeyObject } from 'node:crypto';
 import type { SigningAlg } from '../keys/public-key.js';
 
+/**
+ * The `typ` of every token this service signs: RFC 9068 §2.1 access tokens, which a resource server can tell
+ * apart from ID tokens and other JWTs by this header alone.
+ */
+export const ACCESS_TOKEN_TYP = 'at+jwt';
+
 /** The compact-JWS header segment for a key, encoded once per key rather than once per token. */
 export function encodedHeader(alg: SigningAlg, kid: string): string {
-  return Buffer.from(JSON.stringify({ alg, kid, typ: 'JWT' })).toString('base64url');
+  return Buffer.from(JSON.stringify({ alg, kid, typ: ACCESS_TOKEN_TYP })).toString('base64url');
 }
 
 /**

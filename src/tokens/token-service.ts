@@ -3,8 +3,9 @@ import { errors as joseErrors } from 'jose';
 import type { Clock } from '../clock.js';
 import type { FormParams } from '../http/form.js';
 import type { PublicKey } from '../keys/public-key.js';
+import type { TokenDecision } from './audit.js';
 import type { ClaimRules } from './claim-rules.js';
-import { grantTargets, mapSubject } from './claims.js';
+import { grantTargets, mapSubject, type MappedSubject } from './claims.js';
 import { ClientRegistry, presentedCredentials } from './client-auth.js';
 import { actorTokenParam, delegatingClient, Delegation, priorAct, type ActorToken } from './delegation.js';
 import { OAuthError } from './oauth-error.js';
@@ -24,12 +25,14 @@ export const GRANT_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exch
 export const GRANT_CLIENT_CREDENTIALS = 'client_credentials';
 const TOKEN_TYPE_ACCESS = 'urn:ietf:params:oauth:token-type:access_token';
 const TOKEN_TYPE_JWT = 'urn:ietf:params:oauth:token-type:jwt';
-const SUBJECT_TOKEN_TYPES = new Set([
+/** Subject token types an exchange accepts (RFC 8693 §3); the metadata documents list them. */
+export const SUBJECT_TOKEN_TYPES: ReadonlySet<string> = new Set([
   TOKEN_TYPE_JWT,
   TOKEN_TYPE_ACCESS,
   'urn:ietf:params:oauth:token-type:id_token',
 ]);
-const ISSUABLE_TYPES = new Set([TOKEN_TYPE_ACCESS, TOKEN_TYPE_JWT]);
+/** Token types an exchange may be asked to issue (`requested_token_type`); both yield the same access token. */
+export const ISSUABLE_TYPES: ReadonlySet<string> = new Set([TOKEN_TYPE_ACCESS, TOKEN_TYPE_JWT]);
 /** Claims a subject token must carry besides `iss` and `aud`: a token that never expires is not exchanged. */
 const REQUIRED_CLAIMS = ['exp'] as const;
 /** Parameters RFC 8693 lets a request repeat; any other repeated parameter is an invalid_request (RFC 6749 §3.2). */
@@ -98,25 +101,37 @@ export class TokenService {
     });
   }
 
-  /** Handles one token request: its form parameters and its Authorization header. */
-  async handle(form: FormParams, authorization: string | undefined): Promise<TokenResponse> {
+  /**
+   * Handles one token request: its form parameters and its Authorization header. What it establishes on the way
+   * (client, provider, subjects, what was granted) is noted in `decision`, for the audit log.
+   */
+  async handle(
+    form: FormParams,
+    authorization: string | undefined,
+    decision: TokenDecision = {},
+  ): Promise<TokenResponse> {
     refuseRepeated(form);
     const grantType = form.get('grant_type');
     if (!grantType) throw new OAuthError('invalid_request', 'grant_type is required');
     const credentials = presentedCredentials(authorization, form);
     const client = credentials ? this.#clients.authenticate(credentials) : undefined;
+    if (client) decision.clientId = client.id;
     switch (grantType) {
       case GRANT_TOKEN_EXCHANGE:
-        return this.#exchange(form, client);
+        return this.#exchange(form, client, decision);
       case GRANT_CLIENT_CREDENTIALS:
         if (!client) throw new OAuthError('invalid_client', 'client authentication is required');
-        return this.#clientCredentials(form, client);
+        return this.#clientCredentials(form, client, decision);
       default:
         throw new OAuthError('unsupported_grant_type', 'grant_type is not supported');
     }
   }
 
-  #clientCredentials(form: FormParams, client: ClientConfig): Promise<TokenResponse> {
+  #clientCredentials(
+    form: FormParams,
+    client: ClientConfig,
+    decision: TokenDecision,
+  ): Promise<TokenResponse> {
     if (!client.grants.includes('client_credentials')) {
       throw new OAuthError('unauthorized_client', 'client may not use client_credentials');
     }
@@ -126,10 +141,14 @@ export class TokenService {
       client.audiences,
       client.scopes,
     );
-    return this.#issue({ sub: client.id, client_id: client.id }, aud, scope, client.tokenTtlS);
+    return this.#issue(decision, { sub: client.id, client_id: client.id }, aud, scope, client.tokenTtlS);
   }
 
-  async #exchange(form: FormParams, client: ClientConfig | undefined): Promise<TokenResponse> {
+  async #exchange(
+    form: FormParams,
+    client: ClientConfig | undefined,
+    decision: TokenDecision,
+  ): Promise<TokenResponse> {
     if (client && !client.grants.includes('token_exchange')) {
       throw new OAuthError('unauthorized_client', 'client may not use token exchange');
     }
@@ -148,6 +167,10 @@ export class TokenService {
     }
 
     const { provider, jwt, proof } = await this.#readSubject(subjectToken);
+    decision.provider = provider.config.name;
+    if (!client && provider.config.requireClientAuthentication) {
+      throw new OAuthError('invalid_client', 'client authentication is required to exchange these tokens');
+    }
     // Delegation (RFC 8693 §2.1): the actor token's signature is checked in the same worker task as the subject's.
     const actor =
       actorToken === undefined || !delegator
@@ -165,6 +188,7 @@ export class TokenService {
         now: this.#o.clock.now(),
       });
       const mapped = mapSubject(provider.config, payload);
+      noteSubject(decision, provider.config, mapped);
       claims = Object.assign({}, mapped.claims, { sub: mapped.sub, idp: provider.config.name });
       applyClaimRules(provider.config.rules, payload, claims);
       this.#delegate(payload, actor, claims);
@@ -179,15 +203,15 @@ export class TokenService {
     } catch (err) {
       // A forged token learns that it is forged, never which claims, audiences or scopes would pass (jwtVerify
       // too checks the signature before the claims). This costs a signature check on refusals only.
-      if (!(await this.#o.signer.check(proofs))) throw await this.#forged(proof, actor);
+      if (!(await this.#o.signer.check(proofs))) throw await this.#forged(decision, proof, actor);
       throw subjectTokenError(err);
     }
-    if (client) claims.client_id = client.id;
+    claims.client_id = exchangeClientId(provider.config, client);
     const ttl = provider.config.tokenTtlS ?? client?.tokenTtlS;
     try {
-      return await this.#issue(claims, targets.aud, targets.scope, ttl, requestedType, proofs);
+      return await this.#issue(decision, claims, targets.aud, targets.scope, ttl, requestedType, proofs);
     } catch (err) {
-      if (err instanceof ProofFailedError) throw await this.#forged(proof, actor);
+      if (err instanceof ProofFailedError) throw await this.#forged(decision, proof, actor);
       throw err;
     }
   }
@@ -206,11 +230,15 @@ export class TokenService {
   }
 
   /** Which token of a refused exchange is forged: the subject's unless only the actor's signature fails. */
-  async #forged(subject: SignatureProof, actor: ActorToken | undefined): Promise<OAuthError> {
+  async #forged(
+    decision: TokenDecision,
+    subject: SignatureProof,
+    actor: ActorToken | undefined,
+  ): Promise<OAuthError> {
     if (actor && (await this.#o.signer.check(subject))) {
       return new OAuthError('invalid_request', 'actor_token signature is invalid');
     }
-    return invalidSignature();
+    return invalidSignature(decision);
   }
 
   /**
@@ -242,6 +270,7 @@ export class TokenService {
    * slow path that cost several microseconds per token (measured), which on this hot path is a tenth of a request.
    */
   #issue(
+    decision: TokenDecision,
     claims: Record<string, unknown>,
     aud: string[],
     scope: string | undefined,
@@ -266,6 +295,7 @@ export class TokenService {
     });
     if (scope !== undefined) payload.scope = scope;
     return this.#o.signer.sign(key, payload, proof).then((token) => {
+      noteIssued(decision, payload, key.kid);
       const response: Mutable<TokenResponse> = {
         access_token: token,
         token_type: 'Bearer',
@@ -307,7 +337,38 @@ function refuseRepeated(form: FormParams): void {
   }
 }
 
-function invalidSignature(): OAuthError {
+/**
+ * Notes the subject of an exchange once its claims have been checked (should the signature then fail,
+ * {@link invalidSignature} takes it back). The external subject is the internal one without the provider's prefix.
+ */
+function noteSubject(decision: TokenDecision, provider: ProviderConfig, mapped: MappedSubject): void {
+  decision.subject = mapped.sub;
+  decision.externalSubject = mapped.sub.slice(provider.subjectPrefix.length);
+}
+
+/** Notes what an issued token says (RFC 9068's claims and the key that signed it). */
+function noteIssued(decision: TokenDecision, payload: Record<string, unknown>, kid: string): void {
+  decision.clientId = payload.client_id as string;
+  decision.subject = payload.sub as string;
+  decision.audience = payload.aud as string | string[];
+  decision.scope = payload.scope as string | undefined;
+  decision.jti = payload.jti as string;
+  decision.kid = kid;
+}
+
+/**
+ * The `client_id` of an exchanged token (RFC 9068 §2.2 requires one): the authenticated client, or, when none
+ * authenticated, `idp:` and the provider's name. A configured client id cannot contain `:`, so a resource server
+ * can never mistake an unauthenticated exchange for a client's request.
+ */
+function exchangeClientId(provider: ProviderConfig, client: ClientConfig | undefined): string {
+  return client ? client.id : `idp:${provider.name}`;
+}
+
+/** The refusal of a subject token whose signature does not verify; what it claimed is not audited as its subject. */
+function invalidSignature(decision: TokenDecision): OAuthError {
+  delete decision.subject;
+  delete decision.externalSubject;
   return new OAuthError('invalid_request', 'subject_token signature is invalid');
 }
 

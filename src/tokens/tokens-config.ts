@@ -54,6 +54,8 @@ const providerSchema = z
     tokenTtlS: z.number().int().positive().optional(),
     // RFC 8693 delegation (default false): its tokens may be exchanged on behalf of an actor, and be actor tokens.
     allowDelegation: z.boolean().optional(),
+    // Exchanges of this provider's tokens need an authenticated client, so every token names a real client.
+    requireClientAuthentication: z.boolean().default(false),
     jwksCacheS: z.number().int().positive().default(300),
     jwksRefetchCooldownS: z.number().int().nonnegative().default(30),
     jwksStaleS: z.number().int().nonnegative().default(3600),

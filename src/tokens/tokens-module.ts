@@ -8,6 +8,8 @@ import { SigningPool } from './signing-pool.js';
 import { tokenRoutes } from './token-routes.js';
 import { TokenService, type Provider } from './token-service.js';
 import { loadTokensConfig } from './tokens-config.js';
+import { quickstartTokensConfig } from './quickstart.js';
+import { fileAuditSink, TokenAudit } from './audit.js';
 
 /** The settings the tokens capability reads. */
 export type TokensModuleConfig = Pick<
@@ -34,7 +36,7 @@ export async function createTokensModule(
   const { clock, log, metrics } = shared;
   const tokensConfig = config.tokenIssuer.configPath
     ? await loadTokensConfig(config.tokenIssuer.configPath, config.signing.tokenMaxTtlS)
-    : { providers: [], clients: [] };
+    : quickstartTokensConfig(log);
   const keys = createKeyLifecycle(config, shared);
 
   const batchSize = new BoundHistogram({
@@ -84,13 +86,24 @@ export async function createTokensModule(
     ownKey: (kid) => keys.keyStore.get(kid),
   });
 
+  const auditLog = config.tokenIssuer.auditLog;
+  const audit =
+    auditLog === 'off'
+      ? undefined
+      : new TokenAudit({ sink: fileAuditSink(auditLog), replica: config.replicaId, clock });
+
   return {
     name: 'tokens',
     foundations: [
       ...keys.foundations,
       { name: 'signing-pool', start: () => Promise.resolve(), stop: () => signer.close() },
     ],
-    services: keys.services,
+    // The audit log is a service so that it is closed only after the tokens listener stopped: the last requests'
+    // lines are written.
+    services: [
+      ...keys.services,
+      ...(audit ? [{ name: 'token-audit', start: () => Promise.resolve(), stop: () => audit.close() }] : []),
+    ],
     listeners: [
       {
         name: 'tokens',
@@ -98,7 +111,14 @@ export async function createTokensModule(
         maxBodyBytes: config.tokens.maxBodyBytes,
         routes: [
           ...keys.routes,
-          ...tokenRoutes({ service, issuer, alg: config.signing.alg, registry: metrics.registry, log }),
+          ...tokenRoutes({
+            service,
+            issuer,
+            alg: config.signing.alg,
+            registry: metrics.registry,
+            log,
+            ...(audit ? { audit } : {}),
+          }),
         ],
         readiness: keys.readiness,
         onListening: (bound) => {

@@ -46,6 +46,7 @@ describe('service wiring', () => {
       'nats',
       'key-announcer',
       'key-rotation',
+      'token-audit',
       'grades',
       'tokens-http',
       'grades-set-http',
@@ -59,6 +60,8 @@ describe('service wiring', () => {
     expect(stop.indexOf('nats')).to.be.below(stop.indexOf('signing-pool'));
     expect(stop.indexOf('signing-pool')).to.be.below(stop.indexOf('key-store'));
     expect(stop.at(-1)).to.equal('postgres-pool');
+    // The audit log is closed only once no token request is left to record.
+    expect(stop.indexOf('tokens-http')).to.be.below(stop.indexOf('token-audit'));
   });
 
   it('without Postgres and NATS wires a self-contained replica', async () => {
@@ -72,6 +75,7 @@ describe('service wiring', () => {
       'key-store',
       'signing-pool',
       'key-rotation',
+      'token-audit',
       'grades',
       'tokens-http',
       'grades-set-http',

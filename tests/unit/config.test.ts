@@ -38,6 +38,15 @@ describe('configuration', () => {
     expect(config.logLevel).to.equal('info');
   });
 
+  it('sends the token audit log to stdout unless told a file or off', () => {
+    expect(loadConfig({}).tokenIssuer.auditLog).to.equal('stdout');
+    expect(loadConfig({ TOKENS_AUDIT_LOG: '' }).tokenIssuer.auditLog).to.equal('stdout');
+    expect(loadConfig({ TOKENS_AUDIT_LOG: 'off' }).tokenIssuer.auditLog).to.equal('off');
+    expect(loadConfig({ TOKENS_AUDIT_LOG: '/var/log/sts/audit.log' }).tokenIssuer.auditLog).to.deep.equal({
+      path: '/var/log/sts/audit.log',
+    });
+  });
+
   const bad: [string, Record<string, string>, RegExp][] = [
     ['a port out of range', { TOKENS_PORT: '70000' }, /TOKENS_PORT/],
     ['a non-numeric timeout', { KEYSTORE_PG_TIMEOUT_MS: 'soon' }, /KEYSTORE_PG_TIMEOUT_MS/],

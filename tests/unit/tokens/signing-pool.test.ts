@@ -29,7 +29,7 @@ describe('signing pool', () => {
           for (const [i, token] of tokens.entries()) {
             const { payload, protectedHeader } = await verifyWith(key, token);
             expect(payload.n).to.equal(i);
-            expect(protectedHeader).to.deep.equal({ alg, kid: key.kid, typ: 'JWT' });
+            expect(protectedHeader).to.deep.equal({ alg, kid: key.kid, typ: 'at+jwt' });
           }
         });
       }

@@ -3,6 +3,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { createLocalJWKSet, jwtVerify, SignJWT, UnsecuredJWT, type JWK } from 'jose';
 import sinon from 'sinon';
 import { silentLogger } from '../../../src/log.js';
+import type { TokenDecision } from '../../../src/tokens/audit.js';
 import { hashSecret } from '../../../src/tokens/client-auth.js';
 import { FetchError } from '../../../src/tokens/http-fetch.js';
 import { OAuthError } from '../../../src/tokens/oauth-error.js';
@@ -34,8 +35,8 @@ describe('token service', () => {
   });
   after(() => idp.stop());
 
-  beforeEach(() => {
-    fetchJson = sinon.stub().resolves({ keys: [idp.publicJwk] });
+  /** A service trusting `idp` (with `providerOverrides`) and two clients. */
+  function makeService(providerOverrides: Record<string, unknown> = {}): TokenService {
     const config = parseTokensConfig(
       {
         providers: [
@@ -45,6 +46,7 @@ describe('token service', () => {
             scopes: ['orders:read', 'orders:write'],
             tokenTtlS: 600,
             jwksStaleS: 0,
+            ...providerOverrides,
           }),
         ],
         clients: [
@@ -62,7 +64,7 @@ describe('token service', () => {
       3600,
     );
     const provider = config.providers[0]!;
-    service = new TokenService({
+    return new TokenService({
       issuer: () => ISSUER,
       providers: [
         {
@@ -87,6 +89,11 @@ describe('token service', () => {
       skewS: 60,
       defaultTtlS: 900,
     });
+  }
+
+  beforeEach(() => {
+    fetchJson = sinon.stub().resolves({ keys: [idp.publicJwk] });
+    service = makeService();
   });
 
   const verify = (token: string) =>
@@ -103,17 +110,21 @@ describe('token service', () => {
     });
   const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
   /** The OAuthError a request is refused with, or 'issued'. */
-  async function outcome(form: URLSearchParams, authorization?: string): Promise<OAuthError | 'issued'> {
+  async function outcome(
+    form: URLSearchParams,
+    authorization?: string,
+    decision: TokenDecision = {},
+  ): Promise<OAuthError | 'issued'> {
     try {
-      await service.handle(form, authorization);
+      await service.handle(form, authorization, decision);
       return 'issued';
     } catch (err) {
       if (err instanceof OAuthError) return err;
       throw err;
     }
   }
-  const refusal = async (form: URLSearchParams, authorization?: string) => {
-    const result = await outcome(form, authorization);
+  const refusal = async (form: URLSearchParams, authorization?: string, decision?: TokenDecision) => {
+    const result = await outcome(form, authorization, decision);
     return result === 'issued' ? result : result.code;
   };
   const reason = async (form: URLSearchParams, authorization?: string) => {
@@ -130,7 +141,7 @@ describe('token service', () => {
       expires_in: 600,
     });
     const { payload, protectedHeader } = await verify(response.access_token);
-    expect(protectedHeader).to.deep.equal({ alg: 'ES256', kid: key.kid, typ: 'JWT' });
+    expect(protectedHeader).to.deep.equal({ alg: 'ES256', kid: key.kid, typ: 'at+jwt' });
     expect(payload).to.include({
       sub: 'acme|u1',
       email: 'u1@acme.test',
@@ -141,6 +152,57 @@ describe('token service', () => {
     expect(payload.exp! - payload.iat!).to.equal(600);
     expect(payload.nbf).to.equal(payload.iat);
     expect(payload.jti).to.be.a('string');
+  });
+
+  it('names the provider as client_id (RFC 9068) when no client authenticated the exchange', async () => {
+    const subject = await idp.sign({ sub: 'u1', aud: 'token-exchange' });
+    const response = await service.handle(exchangeForm(subject), undefined);
+    expect((await verify(response.access_token)).payload).to.include({ client_id: 'idp:acme' });
+  });
+
+  it('refuses an unauthenticated exchange when the provider requires client authentication', async () => {
+    service = makeService({ requireClientAuthentication: true });
+    const subject = await idp.sign({ sub: 'u1', aud: 'token-exchange' });
+    expect(await refusal(exchangeForm(subject))).to.equal('invalid_client');
+    const response = await service.handle(exchangeForm(subject), basic('svc-a', 'secret-a'));
+    expect((await verify(response.access_token)).payload).to.include({ client_id: 'svc-a' });
+  });
+
+  it('notes each decision for the audit log: what was established, never what was merely presented', async () => {
+    const subject = await idp.sign({ sub: 'u1', aud: 'token-exchange' });
+    const issued = {};
+    const response = await service.handle(exchangeForm(subject, { scope: 'orders:read' }), undefined, issued);
+    const { payload } = await verify(response.access_token);
+    expect(issued).to.deep.equal({
+      provider: 'acme',
+      externalSubject: 'u1',
+      subject: 'acme|u1',
+      clientId: 'idp:acme',
+      audience: 'orders',
+      scope: 'orders:read',
+      jti: payload.jti,
+      kid: key.kid,
+    });
+    const refused = {};
+    expect(await outcome(exchangeForm(subject, { audience: 'nope' }), undefined, refused)).to.be.instanceOf(
+      OAuthError,
+    );
+    expect(refused).to.deep.equal({ provider: 'acme', externalSubject: 'u1', subject: 'acme|u1' });
+    const forged = {};
+    const forgedToken = await new SignJWT({ sub: 'u1', aud: 'token-exchange' })
+      .setProtectedHeader({ alg: 'ES256', kid: idp.kid })
+      .setIssuer(idp.issuer)
+      .setExpirationTime('1h')
+      .sign(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey);
+    expect(await refusal(exchangeForm(forgedToken), undefined, forged)).to.equal('invalid_request');
+    expect(forged).to.deep.equal({ provider: 'acme' });
+    const wrongSecret = {};
+    await outcome(
+      new URLSearchParams({ grant_type: 'client_credentials' }),
+      basic('svc-a', 'nope'),
+      wrongSecret,
+    );
+    expect(wrongSecret).to.deep.equal({});
   });
 
   it('narrows an authenticated exchange to what both the provider and the client allow', async () => {

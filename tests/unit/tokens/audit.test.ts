@@ -1,0 +1,97 @@
+import { expect } from 'chai';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError } from '../../../src/errors.js';
+import { fileAuditSink, RequestIds, TokenAudit, type AuditSink } from '../../../src/tokens/audit.js';
+
+/** A sink that keeps its lines. */
+function memorySink(): AuditSink & { lines: string[] } {
+  const lines: string[] = [];
+  return {
+    lines,
+    write: (line) => void lines.push(line),
+    close: () => Promise.resolve(),
+  };
+}
+
+describe('token audit log', () => {
+  it('writes one JSON line per decision with every member, null where unknown', () => {
+    const sink = memorySink();
+    const audit = new TokenAudit({ sink, replica: 'r1', clock: { now: () => 1_700_000_000_000 } });
+    audit.record('req-1', {
+      grant: 'client_credentials',
+      clientId: 'svc-a',
+      subject: 'svc-a',
+      audience: 'orders',
+      jti: 'j-1',
+      kid: 'k-1',
+    });
+    audit.record('req-2', { grant: 'token_exchange', provider: 'acme' }, 'invalid_request');
+    expect(sink.lines).to.have.length(2);
+    expect(sink.lines.every((l) => l.endsWith('\n') && !l.slice(0, -1).includes('\n'))).to.equal(true);
+    expect(JSON.parse(sink.lines[0]!)).to.deep.equal({
+      audit: 'token',
+      time: 1_700_000_000_000,
+      replica: 'r1',
+      requestId: 'req-1',
+      grant: 'client_credentials',
+      clientId: 'svc-a',
+      provider: null,
+      externalSubject: null,
+      subject: 'svc-a',
+      audience: 'orders',
+      scope: null,
+      jti: 'j-1',
+      kid: 'k-1',
+      outcome: 'issued',
+      error: null,
+    });
+    expect(JSON.parse(sink.lines[1]!)).to.include({
+      requestId: 'req-2',
+      provider: 'acme',
+      outcome: 'refused',
+      error: 'invalid_request',
+    });
+  });
+
+  describe('file sink', () => {
+    let dir: string;
+    before(async () => {
+      dir = await mkdtemp(join(tmpdir(), 'audit-'));
+    });
+    after(() => rm(dir, { recursive: true, force: true }));
+
+    it('buffers lines and has written every one, whole and in order, once closed', async () => {
+      const path = join(dir, 'nested', 'audit.log');
+      const sink = fileAuditSink({ path });
+      const lines = Array.from(
+        { length: 500 },
+        (_, i) => `${JSON.stringify({ n: i, pad: 'x'.repeat(i % 90) })}\n`,
+      );
+      for (const line of lines) sink.write(line);
+      await sink.close();
+      expect(await readFile(path, 'utf8')).to.equal(lines.join(''));
+    });
+
+    it('a path that cannot be opened stops start-up with a configuration error naming the setting', async () => {
+      const file = join(dir, 'a-file');
+      await writeFile(file, '');
+      expect(() => fileAuditSink({ path: join(file, 'audit.log') }))
+        .to.throw(ConfigError)
+        .with.property('message')
+        .that.matches(/^TOKENS_AUDIT_LOG: cannot open /);
+    });
+  });
+
+  describe('request ids', () => {
+    it('keeps a plausible X-Request-Id and names other requests uniquely', () => {
+      const ids = new RequestIds();
+      expect(ids.of({ 'x-request-id': 'abc-123' })).to.equal('abc-123');
+      const made = [ids.of({}), ids.of({ 'x-request-id': 'bad id with spaces' }), ids.of({})];
+      expect(new Set(made).size).to.equal(3);
+      expect(made.every((id) => /^[A-Za-z0-9_-]+-[0-9a-z]+$/.test(id))).to.equal(true);
+      expect(ids.of({ 'x-request-id': 'x'.repeat(129) })).not.to.have.length(129);
+    });
+  });
+});
