@@ -28,11 +28,18 @@ const STATUS: Record<OAuthErrorCode, number> = {
  */
 export class OAuthError extends Error {
   readonly code: OAuthErrorCode;
+  /** For `temporarily_unavailable`: seconds the client should wait (`Retry-After`), when known. */
+  readonly retryAfterS: number | undefined;
 
-  constructor(code: OAuthErrorCode, description: string, options?: { cause?: unknown }) {
+  constructor(
+    code: OAuthErrorCode,
+    description: string,
+    options?: { cause?: unknown; retryAfterS?: number },
+  ) {
     super(description, options);
     this.code = code;
     this.name = 'OAuthError';
+    this.retryAfterS = options?.retryAfterS;
   }
 
   /** The HTTP status of this code (401 for invalid_client, 503 when temporarily unavailable, else 400/500). */

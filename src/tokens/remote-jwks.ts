@@ -5,11 +5,18 @@ import { z } from 'zod';
 import type { Clock } from '../clock.js';
 import type { FetchJson } from './http-fetch.js';
 
-/** A provider's keys could not be had and the last good ones are too old: fail closed, temporarily. */
+/**
+ * A provider's keys cannot be had, so a token cannot be judged: the last good keys are too old, or the token names
+ * a key they lack while the provider is failing (the key may be a new one). A temporary failure, never the
+ * client's; `retryAfterS`, when known, is how long until the provider is asked again.
+ */
 export class ProviderUnavailableError extends Error {
-  constructor(provider: string, options?: { cause?: unknown }) {
+  readonly retryAfterS: number | undefined;
+
+  constructor(provider: string, options?: { cause?: unknown; retryAfterS?: number }) {
     super(`identity provider ${provider} is unavailable`, options);
     this.name = 'ProviderUnavailableError';
+    this.retryAfterS = options?.retryAfterS;
   }
 }
 
@@ -69,6 +76,8 @@ export class RemoteJwks {
   #keys = new Map<string, CachedKey>();
   #fetchedAt: number | undefined;
   #lastAttempt = Number.NEGATIVE_INFINITY;
+  /** Whether the latest fetch failed: keys missing from the last good copy may exist, so they cannot be judged. */
+  #failing = false;
   #inflight: Promise<void> | undefined;
 
   constructor(options: RemoteJwksOptions) {
@@ -91,7 +100,16 @@ export class RemoteJwks {
       await this.#refreshOrServeStale();
       found = this.#find(kid, alg);
     }
-    if (!found) throw new UnknownKeyError(this.#o.provider, kid);
+    if (!found) {
+      // While the provider cannot be reached, a kid we lack may be one it has just added: temporary, not a refusal.
+      if (this.#failing) {
+        const untilNextFetchMs = this.#lastAttempt + this.#o.refetchCooldownMs - this.#o.clock.now();
+        throw new ProviderUnavailableError(this.#o.provider, {
+          retryAfterS: Math.max(1, Math.ceil(untilNextFetchMs / 1000)),
+        });
+      }
+      throw new UnknownKeyError(this.#o.provider, kid);
+    }
     let imported = found.imported.get(alg);
     if (!imported) {
       imported = importForAlg(found.jwk, alg).catch((err: unknown) => {
@@ -118,6 +136,7 @@ export class RemoteJwks {
       this.#inflight ??= this.#refresh().finally(() => (this.#inflight = undefined));
       await this.#inflight;
     } catch (err) {
+      this.#failing = true;
       const age = this.#fetchedAt === undefined ? Infinity : this.#o.clock.now() - this.#fetchedAt;
       if (age > this.#o.staleMaxMs) throw new ProviderUnavailableError(this.#o.provider, { cause: err });
       this.#o.log.warn(
@@ -153,6 +172,7 @@ export class RemoteJwks {
     }
     this.#keys = next;
     this.#fetchedAt = this.#o.clock.now();
+    this.#failing = false;
     this.#o.log.debug({ provider: this.#o.provider, keys: next.size }, 'provider keys fetched');
   }
 }

@@ -131,6 +131,42 @@ describe('provider key cache', () => {
     expect(err).to.be.instanceOf(ProviderUnavailableError);
   });
 
+  it('answers an unknown kid during a provider outage as unavailable, with the time until the next fetch', async () => {
+    const cache = jwks();
+    await cache.getKey('k1', 'ES256');
+    fetchJson.rejects(new FetchError('down'));
+    now += 30_000;
+    const first = await cache.getKey('k2', 'ES256').catch((e: unknown) => e);
+    expect(first).to.be.instanceOf(ProviderUnavailableError);
+    expect((first as ProviderUnavailableError).retryAfterS).to.equal(30);
+    expect(fetchJson.callCount).to.equal(2);
+    // Within the cooldown the provider is not asked again, and the kid still cannot be judged.
+    now += 10_000;
+    const second = await cache.getKey('k2', 'ES256').catch((e: unknown) => e);
+    expect(second).to.be.instanceOf(ProviderUnavailableError);
+    expect((second as ProviderUnavailableError).retryAfterS).to.equal(20);
+    expect(fetchJson.callCount).to.equal(2);
+    // A key of the last good copy is still served meanwhile.
+    expect((await cache.getKey('k1', 'ES256')).type).to.equal('public');
+  });
+
+  it('judges an unknown kid normally once the provider’s keys are fetched again', async () => {
+    const cache = jwks();
+    await cache.getKey('k1', 'ES256');
+    fetchJson.rejects(new FetchError('down'));
+    now += 30_000;
+    expect(await cache.getKey('k2', 'ES256').catch((e: unknown) => e)).to.be.instanceOf(
+      ProviderUnavailableError,
+    );
+    fetchJson.resolves({ keys: [idp.publicJwk] });
+    now += 30_000;
+    expect(await cache.getKey('k2', 'ES256').catch((e: unknown) => e)).to.be.instanceOf(UnknownKeyError);
+    // And a key the provider added during the outage is found.
+    fetchJson.resolves({ keys: [idp.publicJwk, { ...idp.publicJwk, kid: 'k3' }] });
+    now += 30_000;
+    expect((await cache.getKey('k3', 'ES256')).type).to.equal('public');
+  });
+
   it('fails closed at once when it never had keys', async () => {
     fetchJson.rejects(new FetchError('down'));
     expect(
