@@ -100,7 +100,7 @@ describe('provider key cache', () => {
     expect(await cache.getKey('k1', 'ES256')).to.equal(key);
   });
 
-  it('refuses a key that does not fit the algorithm, and an RSA key under 2048 bits', async () => {
+  it('finds no key for an algorithm its type or curve does not fit, and refuses an RSA key under 2048 bits', async () => {
     const { publicKey: weak } = generateKeyPairSync('rsa', { modulusLength: 1024 });
     fetchJson.resolves({
       keys: [
@@ -112,12 +112,85 @@ describe('provider key cache', () => {
     for (const [kid, alg] of [
       ['p256', 'ES384'],
       ['p256', 'RS256'],
-      ['rsa1024', 'RS256'],
-      ['rsa1024', 'PS256'],
+      ['rsa1024', 'ES256'],
     ] as const) {
       const err = await cache.getKey(kid, alg).catch((e: unknown) => e);
-      expect(err, `${kid} as ${alg}`).to.be.instanceOf(UnusableKeyError);
+      expect(err, `${kid} as ${alg}`).to.be.instanceOf(UnknownKeyError);
     }
+    for (const alg of ['RS256', 'PS256']) {
+      const err = await cache.getKey('rsa1024', alg).catch((e: unknown) => e);
+      expect(err, `rsa1024 as ${alg}`).to.be.instanceOf(UnusableKeyError);
+    }
+  });
+
+  it('uses no key whose use is other than sig, whose key_ops lack verify, or whose ext is not a boolean (as jose)', async () => {
+    // 'used', 'UnknownKeyError' (not a candidate), or 'UnusableKeyError' (a candidate whose import fails, as
+    // jose's does: a public key whose key_ops name `sign`).
+    const variants: [string, Record<string, unknown>, string][] = [
+      ['use-sig', { use: 'sig' }, 'used'],
+      ['use-foo', { use: 'foo' }, 'UnknownKeyError'],
+      ['use-enc', { use: 'enc' }, 'UnknownKeyError'],
+      ['use-number', { use: 1 }, 'UnknownKeyError'],
+      ['ops-verify', { key_ops: ['verify'] }, 'used'],
+      ['ops-both', { key_ops: ['sign', 'verify'] }, 'UnusableKeyError'],
+      ['ops-empty', { key_ops: [] }, 'UnknownKeyError'],
+      ['ops-sign', { key_ops: ['sign'] }, 'UnknownKeyError'],
+      ['ops-string', { key_ops: 'verify' }, 'UnknownKeyError'],
+      ['ops-repeated', { key_ops: ['verify', 'verify'] }, 'UnknownKeyError'],
+      ['ext-true', { ext: true }, 'used'],
+      ['ext-string', { ext: 'true' }, 'UnknownKeyError'],
+    ];
+    fetchJson.resolves({
+      keys: variants.map(([kid, extra]) => ({ ...idp.publicJwk, use: undefined, kid, ...extra })),
+    });
+    const cache = jwks();
+    for (const [kid, , expected] of variants) {
+      const outcome = await cache.getKey(kid, 'ES256').then(
+        () => 'used',
+        (e: unknown) => (e as Error).name,
+      );
+      expect(outcome, kid).to.equal(expected);
+    }
+  });
+
+  it('never lets a token name a kid for a key published without one', async () => {
+    const anonymous = { ...idp.publicJwk, kid: undefined };
+    fetchJson.resolves({ keys: [anonymous] });
+    const cache = jwks();
+    for (const kid of ['#0', '0', '', 'undefined']) {
+      expect(await cache.getKey(kid, 'ES256').catch((e: unknown) => e), kid).to.be.instanceOf(
+        UnknownKeyError,
+      );
+    }
+    expect((await cache.getKey(undefined, 'ES256')).type).to.equal('public');
+  });
+
+  it('picks, for a token without kid, the one key whose type, curve and alg fit; none or several is unknown', async () => {
+    const p256 = { ...idp.publicJwk, kid: undefined, alg: undefined };
+    const { publicKey: rsa } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const rsaJwk = await exportJWK(rsa);
+    fetchJson.resolves({ keys: [p256, rsaJwk] });
+    const cache = jwks();
+    expect((await cache.getKey(undefined, 'ES256')).asymmetricKeyType).to.equal('ec');
+    expect((await cache.getKey(undefined, 'PS256')).asymmetricKeyType).to.equal('rsa');
+    expect(await cache.getKey(undefined, 'ES384').catch((e: unknown) => e)).to.be.instanceOf(UnknownKeyError);
+    // Two keys that fit: jose refuses to choose, and so does the cache; the same for two keys under one kid.
+    fetchJson.resolves({
+      keys: [p256, { ...p256 }, { ...rsaJwk, kid: 'twice' }, { ...rsaJwk, kid: 'twice' }],
+    });
+    now += 5 * MIN;
+    expect(await cache.getKey(undefined, 'ES256').catch((e: unknown) => e)).to.be.instanceOf(UnknownKeyError);
+    expect(await cache.getKey('twice', 'RS256').catch((e: unknown) => e)).to.be.instanceOf(UnknownKeyError);
+    // One kid shared by keys of two types still names one key per algorithm.
+    fetchJson.resolves({
+      keys: [
+        { ...p256, kid: 'shared' },
+        { ...rsaJwk, kid: 'shared' },
+      ],
+    });
+    now += 5 * MIN;
+    expect((await cache.getKey('shared', 'ES256')).asymmetricKeyType).to.equal('ec');
+    expect((await cache.getKey('shared', 'RS256')).asymmetricKeyType).to.equal('rsa');
   });
 
   it('during a provider outage serves the last good keys for staleMax, then fails closed', async () => {
