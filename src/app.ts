@@ -274,6 +274,7 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
     host: config.host,
     port: config.grades.setPort,
     maxBodyBytes: config.grades.maxBodyBytes,
+    limits: config.http,
     log,
     metrics,
     routes: setRoutes(gradesRoutes),
@@ -283,6 +284,7 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
     host: config.host,
     port: config.grades.getPort,
     maxBodyBytes: 1024,
+    limits: config.http,
     log,
     metrics,
     routes: [...getRoutes(gradesRoutes), ...healthRoutes(gradesReadiness, metrics)],
@@ -293,6 +295,7 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
     host: config.host,
     port: config.tokens.port,
     maxBodyBytes: config.tokens.maxBodyBytes,
+    limits: config.http,
     log,
     metrics,
     routes: [
