@@ -84,7 +84,7 @@ const KEY_SHAPE: Readonly<Record<string, { kty: string; crv?: string }>> = {
 /**
  * Whether a JWKS member may verify signatures at all, by the rules jose applies to a key set: `use`, when
  * present, is `sig`; `key_ops`, when present, is a list of distinct strings that includes `verify`; `ext`, when
- * present, is a boolean. A private key (`d`) is never used.
+ * present, is a boolean. (A private key, `d`, stays a candidate, as in jose, and fails when it is used.)
  */
 function verifiesSignatures(jwk: Record<string, unknown>): boolean {
   const { use, key_ops: ops, ext } = jwk;
@@ -94,7 +94,7 @@ function verifiesSignatures(jwk: Record<string, unknown>): boolean {
     if (!Array.isArray(ops) || !ops.includes('verify')) return false;
     if (ops.some((op, i) => typeof op !== 'string' || ops.indexOf(op) !== i)) return false;
   }
-  return typeof jwk.kty === 'string' && !('d' in jwk);
+  return typeof jwk.kty === 'string';
 }
 
 /** Whether a key can be the one for `alg`: its own `alg`, when present, is that one, and its type and curve fit. */
@@ -157,6 +157,8 @@ export class RemoteJwks {
       }
       throw new UnknownKeyError(this.#o.provider, kid);
     }
+    // Counted among the candidates, as jose counts it, so a token without kid cannot pick the public key beside it.
+    if ('d' in found.jwk) throw new UnusableKeyError(this.#o.provider, alg);
     let imported = found.imported.get(alg);
     if (!imported) {
       imported = importForAlg(found.jwk, alg).catch((err: unknown) => {

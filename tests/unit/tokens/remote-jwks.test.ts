@@ -271,7 +271,7 @@ describe('provider key cache', () => {
     expect(fetchJson.secondCall.args[0]).to.equal('http://127.0.0.1:1/keys');
   });
 
-  it('ignores private and encryption keys in a JWKS', async () => {
+  it('never uses private or encryption keys in a JWKS', async () => {
     fetchJson.resolves({
       keys: [
         { ...idp.publicJwk, kid: 'enc', use: 'enc' },
@@ -280,6 +280,11 @@ describe('provider key cache', () => {
     });
     const cache = jwks();
     expect(await cache.getKey('enc', 'ES256').catch((e: unknown) => e)).to.be.instanceOf(UnknownKeyError);
-    expect(await cache.getKey('priv', 'ES256').catch((e: unknown) => e)).to.be.instanceOf(UnknownKeyError);
+    expect(await cache.getKey('priv', 'ES256').catch((e: unknown) => e)).to.be.instanceOf(UnusableKeyError);
+    // A private key still counts, as in jose: beside it, a token without kid finds no single key.
+    const anonymous = { ...idp.publicJwk, kid: undefined };
+    fetchJson.resolves({ keys: [anonymous, { ...anonymous, d: 'x' }] });
+    now += 5 * MIN;
+    expect(await cache.getKey(undefined, 'ES256').catch((e: unknown) => e)).to.be.instanceOf(UnknownKeyError);
   });
 });

@@ -16,7 +16,7 @@ import { parseTokensConfig } from '../../../src/tokens/tokens-config.js';
  * rules on the payload it has decoded once, instead of calling jose's `jwtVerify`. This property holds the two to
  * the same answers: for validly signed tokens with claims good and bad, headers jose reads and refuses (`crit`
  * extensions, a protected header that is not UTF-8), keys published in every shape jose judges (`use`,
- * `key_ops`, `ext`, without `kid`, without `alg`), a provider whose algorithm allow-list is narrower than its
+ * `key_ops`, `ext`, without `kid`, without `alg`, with a private member), a provider whose algorithm allow-list is narrower than its
  * keys, and those tokens mutated in every way fast-check finds (characters flipped or added anywhere, characters
  * outside base64url inserted anywhere, headers re-encoded with other algorithms, `none`, HMAC, `crit`, other
  * `kid`s, segments added or cut), the exchange issues a token exactly when `jwtVerify` accepts the subject token,
@@ -97,6 +97,7 @@ const JWK_SHAPES: readonly Record<string, unknown>[] = [
   { kid: undefined },
   { alg: undefined },
   { kid: undefined, alg: undefined },
+  { d: 'AAAA' },
 ];
 
 describe('subject token verification agrees with jose jwtVerify (property)', function () {
