@@ -16,13 +16,13 @@ import { parseTokensConfig } from '../../../src/tokens/tokens-config.js';
  * rules on the payload it has decoded once, instead of calling jose's `jwtVerify`. This property holds the two to
  * the same answers: for validly signed tokens with claims good and bad, headers jose reads and refuses (`crit`
  * extensions, a protected header that is not UTF-8), keys published in every shape jose judges (`use`,
- * `key_ops`, `ext`, without `kid`, without `alg`, with a private member), a provider whose algorithm allow-list is narrower than its
- * keys, and those tokens mutated in every way fast-check finds (characters flipped or added anywhere, characters
- * outside base64url inserted anywhere, headers re-encoded with other algorithms, `none`, HMAC, `crit`, other
- * `kid`s, segments added or cut), the exchange issues a token exactly when `jwtVerify` accepts the subject token,
- * with one deliberate difference: jose tolerates `=` padding and whitespace (its base64url decoder skips them),
- * which RFC 7515 §2 leaves out of base64url, and the exchange refuses both. So: never more lenient than jose, and
- * as lenient on well-formed tokens.
+ * `key_ops`, `ext`, without `kid`, without `alg`, with a private member), a provider whose algorithm allow-list
+ * is narrower than its keys, and those tokens mutated in every way fast-check finds (characters flipped or added
+ * anywhere, characters outside base64url inserted anywhere, headers re-encoded with other algorithms, `none`,
+ * HMAC, `crit`, other `kid`s, segments added or cut), the exchange issues a token exactly when `jwtVerify`
+ * accepts the subject token, with one deliberate difference: jose tolerates `=` padding and whitespace in a
+ * signature (its base64url decoder skips them), which RFC 7515 §2 leaves out of base64url, and the exchange
+ * refuses both. So: never more lenient than jose, and as lenient on well-formed tokens.
  *
  * The run count and seed are fixed (`PROPERTY_SEED` explores another), and the test counts how often each kind of
  * input occurred, so a generator change that quietly stops producing a case fails here rather than passing.
