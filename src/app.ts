@@ -81,6 +81,7 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
         host: config.host,
         port: listener.port,
         maxBodyBytes: listener.maxBodyBytes,
+        limits: config.http,
         log,
         metrics,
         routes: listener.readiness

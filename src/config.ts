@@ -101,6 +101,13 @@ const envSchema = z
         .max(16 * 1024 * 1024)
         .default(64 * 1024),
     ),
+    HTTP_HEADERS_TIMEOUT_MS: millis(5_000),
+    HTTP_REQUEST_TIMEOUT_MS: millis(15_000),
+    HTTP_KEEP_ALIVE_TIMEOUT_MS: millis(5_000),
+    HTTP_MAX_CONNECTIONS: z.preprocess(
+      unsetIfEmpty,
+      z.coerce.number().int().min(1).max(1_000_000).default(1_000),
+    ),
     SHUTDOWN_TIMEOUT_MS: millis(10_000),
     GRADES_SET_PORT: port(8081),
     GRADES_GET_PORT: port(8082),
@@ -169,6 +176,13 @@ const envSchema = z
         message: 'must not exceed TOKEN_MAX_TTL_S',
       });
     }
+    if (env.HTTP_HEADERS_TIMEOUT_MS > env.HTTP_REQUEST_TIMEOUT_MS) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['HTTP_HEADERS_TIMEOUT_MS'],
+        message: 'must not exceed HTTP_REQUEST_TIMEOUT_MS (the headers are part of the request)',
+      });
+    }
     if (env.DATABASE_QUERY_TIMEOUT_MS <= env.KEYSTORE_PG_TIMEOUT_MS) {
       ctx.addIssue({
         code: 'custom',
@@ -210,6 +224,12 @@ function toConfig(e: z.output<typeof envSchema>) {
     host: e.HOST,
     replicaId: e.REPLICA_ID ?? `replica-${randomBytes(4).toString('hex')}`,
     tokens: { port: e.TOKENS_PORT, maxBodyBytes: e.HTTP_MAX_BODY_BYTES },
+    http: {
+      headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS,
+      keepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+      maxConnections: e.HTTP_MAX_CONNECTIONS,
+    },
     database: e.DATABASE_URL
       ? {
           url: e.DATABASE_URL,

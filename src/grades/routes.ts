@@ -62,7 +62,8 @@ export function setRoutes(o: GradesRoutesOptions): Route[] {
       handler: async (req) => {
         if (!o.auth.accepts(req.headers.authorization)) return UNAUTHORIZED;
         if (!o.ready()) return NOT_READY;
-        const type = (req.headers['content-type'] ?? 'application/json').split(';')[0]?.trim().toLowerCase();
+        // No Content-Type is refused too: a browser may send such a body cross-site without a preflight.
+        const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
         if (type !== 'application/json')
           throw new UnsupportedMediaTypeError('content type must be application/json');
         const text = (await req.body()).toString('utf8');

@@ -41,6 +41,31 @@ export interface Route {
   readonly handler: (req: HttpRequest) => Promise<HttpResponse> | HttpResponse;
 }
 
+/**
+ * How long a connection may take and how many a listener holds, so that idle and slow clients (a slowloris
+ * trickling headers, a body sent a byte at a time, keep-alive sockets left open) cannot pile up: each is closed
+ * after its deadline, and past the limit a new connection is closed at once instead of taking memory and file
+ * descriptors. The event loop never waits on a slow client, so requests on other connections go on meanwhile.
+ */
+export interface HttpLimits {
+  /** Time from a connection's (or a keep-alive request's) first byte to the end of its headers. */
+  readonly headersTimeoutMs: number;
+  /** Time to receive a whole request, headers and body (not the response, which may stream for long). */
+  readonly requestTimeoutMs: number;
+  /** How long a keep-alive connection may sit idle between requests. */
+  readonly keepAliveTimeoutMs: number;
+  /** Most open connections on this listener. */
+  readonly maxConnections: number;
+}
+
+/** The defaults of `HTTP_HEADERS_TIMEOUT_MS` and its siblings (see the README's configuration table). */
+export const DEFAULT_HTTP_LIMITS: HttpLimits = {
+  headersTimeoutMs: 5_000,
+  requestTimeoutMs: 15_000,
+  keepAliveTimeoutMs: 5_000,
+  maxConnections: 1_000,
+};
+
 /** Settings of {@link HttpServer}. */
 export interface HttpServerOptions {
   /** Names the server in logs and metrics (`tokens`, `grades-set`, …). */
@@ -49,6 +74,8 @@ export interface HttpServerOptions {
   readonly port: number;
   readonly routes: readonly Route[];
   readonly maxBodyBytes: number;
+  /** Timeouts and the connection limit; {@link DEFAULT_HTTP_LIMITS} when left out. */
+  readonly limits?: HttpLimits;
   readonly log: Logger;
   readonly metrics: Metrics;
 }
@@ -73,6 +100,8 @@ export class HttpServer {
   readonly #timers = new Map<string, { observe(seconds: number): void }>();
   readonly #server: Server;
   #stopping: Promise<void> | undefined;
+  /** Connections closed at once because the listener was at its limit. */
+  #droppedConnections = 0;
 
   constructor(options: HttpServerOptions) {
     this.#options = options;
@@ -82,10 +111,32 @@ export class HttpServer {
       const key = `/${route.segments.join('/')}`;
       this.#static.set(key, [...(this.#static.get(key) ?? []), route]);
     }
-    this.#server = createServer((req, res) => this.#handle(req, res));
-    this.#server.keepAliveTimeout = 5_000;
-    this.#server.headersTimeout = 10_000;
-    this.#server.requestTimeout = 30_000;
+    const limits = options.limits ?? DEFAULT_HTTP_LIMITS;
+    this.#server = createServer(
+      // node:http checks header and request deadlines on this sweep (30 s by default), so a deadline is kept to
+      // within a second, or half of it when shorter.
+      { connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 2))) },
+      (req, res) => this.#handle(req, res),
+    );
+    this.#server.headersTimeout = limits.headersTimeoutMs;
+    this.#server.requestTimeout = limits.requestTimeoutMs;
+    this.#server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+    this.#server.maxConnections = limits.maxConnections;
+    this.#server.on('drop', () => this.#dropped());
+  }
+
+  /** Logs connections closed at the limit: the first, then every thousandth, so a flood does not flood the log. */
+  #dropped(): void {
+    this.#droppedConnections++;
+    if (this.#droppedConnections !== 1 && this.#droppedConnections % 1_000 !== 0) return;
+    this.#options.log.warn(
+      {
+        server: this.#options.name,
+        dropped: this.#droppedConnections,
+        maxConnections: this.#server.maxConnections,
+      },
+      'connection limit reached: new connections are closed',
+    );
   }
 
   /** The bound port (useful when configured as 0). */

@@ -21,7 +21,9 @@ export function hashSecret(secret: string): string {
 
 /**
  * Finds the credentials of a token request: HTTP Basic (RFC 6749 §2.3.1, form-urlencoded id and secret) or
- * `client_id`/`client_secret` in the body. Using both is an invalid_request; neither is `undefined`.
+ * `client_id`/`client_secret` in the body. Using both is an invalid_request, and so is HTTP Basic with a
+ * `client_id` in the body that names another client (which one would the request be for?); neither is
+ * `undefined`.
  */
 export function presentedCredentials(
   authorization: string | undefined,
@@ -32,15 +34,19 @@ export function presentedCredentials(
     if (inBody) throw new OAuthError('invalid_request', 'use one client authentication method, not two');
     const basic = parseBasic(authorization);
     if (!basic) throw new OAuthError('invalid_client', 'malformed Authorization header');
+    let clientId: string;
+    let clientSecret: string;
     try {
-      return {
-        clientId: formDecode(basic.user),
-        clientSecret: formDecode(basic.password),
-        method: 'client_secret_basic',
-      };
+      clientId = formDecode(basic.user);
+      clientSecret = formDecode(basic.password);
     } catch {
       throw new OAuthError('invalid_client', 'malformed Authorization header');
     }
+    const named = form.get('client_id');
+    if (named !== null && named !== clientId) {
+      throw new OAuthError('invalid_request', 'client_id does not match the authenticated client');
+    }
+    return { clientId, clientSecret, method: 'client_secret_basic' };
   }
   if (inBody) {
     return {

@@ -37,6 +37,9 @@ export const undiciFetchJson: FetchJson = async (url, { timeoutMs, maxBytes }) =
     }
     return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
   } catch (err) {
+    // undici's body, destroyed before its end, emits an abort error; with no listener it would be uncaught and
+    // end the process (a provider answering 500 did exactly that).
+    body.on('error', () => undefined);
     body.destroy();
     if (err instanceof FetchError) throw err;
     throw new FetchError(`GET ${url}: unreadable body`, { cause: err });

@@ -32,8 +32,9 @@ function jsonObject(bytes: Buffer): Record<string, unknown> | undefined {
 }
 
 /**
- * Reads a compact JWS strictly: three non-empty segments of base64url characters only, of lengths base64url can
- * have, whose first two decode to JSON objects. Anything else is `undefined`. Each segment is decoded once; the
+ * Reads a compact JWS strictly: three non-empty segments of base64url characters only (the whole segment: a
+ * character outside the alphabet anywhere, first and last included, refuses it, where Buffer would skip it), of
+ * lengths base64url can have, whose first two decode to JSON objects, the header from valid UTF-8. Anything else is `undefined`. Each segment is decoded once; the
  * signature is checked later (in the signing worker, see `SignatureProof`).
  */
 export function readCompactJwt(token: string): CompactJwt | undefined {
@@ -51,7 +52,10 @@ export function readCompactJwt(token: string): CompactJwt | undefined {
   if (headerSegment.length % 4 === 1 || payloadSegment.length % 4 === 1 || signature.length % 4 === 1) {
     return undefined;
   }
-  const header = jsonObject(Buffer.from(headerSegment, 'base64url'));
+  // jose reads the protected header strictly as UTF-8 (the payload's UTF-8 is checked with the claims, later).
+  const headerBytes = Buffer.from(headerSegment, 'base64url');
+  if (!isUtf8(headerBytes)) return undefined;
+  const header = jsonObject(headerBytes);
   const payload = Buffer.from(payloadSegment, 'base64url');
   const claims = jsonObject(payload);
   if (!header || !claims) return undefined;

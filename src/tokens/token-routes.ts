@@ -37,7 +37,7 @@ function oauthErrorResponse(err: unknown, log: Logger): HttpResponse {
   if (error.code === 'server_error') log.error({ err: error.cause ?? error }, 'token request failed');
   const headers: Record<string, string> = { ...NO_STORE };
   if (error.code === 'invalid_client') headers['www-authenticate'] = BASIC_CHALLENGE;
-  if (error.code === 'temporarily_unavailable') headers['retry-after'] = '5';
+  if (error.code === 'temporarily_unavailable') headers['retry-after'] = String(error.retryAfterS ?? 5);
   return {
     status: httpStatus(error.code),
     headers,

@@ -378,6 +378,7 @@ function subjectTokenError(err: unknown): OAuthError {
   if (err instanceof ProviderUnavailableError) {
     return new OAuthError('temporarily_unavailable', 'identity provider keys are unavailable', {
       cause: err,
+      retryAfterS: err.retryAfterS,
     });
   }
   if (err instanceof UnknownKeyError)

@@ -29,8 +29,12 @@ const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const JWT_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
 const insecure = { [oauth.allowInsecureRequests]: true } as const;
 
-/** Writes a providers-and-clients file trusting `idp`; returns its path. */
-async function tokensConfig(dir: string, idp: TestIdp): Promise<string> {
+/** Writes a providers-and-clients file trusting `idp` (`overrides` replace provider fields); returns its path. */
+async function tokensConfig(
+  dir: string,
+  idp: TestIdp,
+  overrides: Record<string, unknown> = {},
+): Promise<string> {
   const path = join(dir, 'tokens.json');
   await writeFile(
     path,
@@ -43,6 +47,7 @@ async function tokensConfig(dir: string, idp: TestIdp): Promise<string> {
           targetAudiences: ['orders', 'billing'],
           scopes: ['orders:read'],
           allowDelegation: true,
+          ...overrides,
         }),
       ],
       clients: [
@@ -201,6 +206,15 @@ describe('tokens (end to end)', () => {
         ],
         [postToken(port, { grant_type: 'implicit' }), 400, 'unsupported_grant_type'],
         [
+          postToken(
+            port,
+            { grant_type: 'client_credentials', client_id: 'someone-else' },
+            basic('svc-a', 'secret-a'),
+          ),
+          400,
+          'invalid_request',
+        ],
+        [
           postToken(port, {
             grant_type: EXCHANGE,
             subject_token: subject,
@@ -276,6 +290,8 @@ describe('tokens (end to end)', () => {
         expect(res.status).to.equal(503);
         expect(res.body.error).to.equal('temporarily_unavailable');
         expect(res.headers.get('retry-after')).to.equal('5');
+        // The provider's 500 did not take the service down.
+        expect((await getJson(p, '/healthz')).status).to.equal(200);
       } finally {
         await down.stop();
         await rm(failingDir, { recursive: true, force: true });
@@ -299,6 +315,41 @@ describe('tokens (end to end)', () => {
     services.push(service);
     expect(await service.exited).to.equal(2);
     expect(service.stderr.join('')).to.contain('provider "acme"').and.contain('"claims.email.endsWith("');
+  });
+
+  it('an unknown kid while the provider is down is 503 with Retry-After, and judged normally once it is back', async () => {
+    const outageDir = await mkdtemp(join(tmpdir(), 'tokens-e2e-'));
+    const provider = await new TestIdp('idp-outage-1').start();
+    try {
+      const path = await tokensConfig(outageDir, provider, { jwksRefetchCooldownS: 1 });
+      const service = startService({ TOKENS_PORT: '0', TOKENS_CONFIG: path, SIGNING_WORKERS: '0' });
+      services.push(service);
+      const p = ((await service.ready) as { tokensPort: number }).tokensPort;
+      const exchange = async (kid?: string) =>
+        postToken(p, {
+          grant_type: EXCHANGE,
+          subject_token: await provider.sign({ sub: 'u', aud: 'token-exchange' }, kid ? { kid } : {}),
+          subject_token_type: JWT_TYPE,
+        });
+      expect((await exchange()).status).to.equal(200);
+      provider.mode = 'error';
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      const during = await exchange('idp-outage-2');
+      expect(during.status).to.equal(503);
+      expect(during.body.error).to.equal('temporarily_unavailable');
+      // Retry-After: when the provider will be asked again (the refetch cooldown, 1 s here).
+      expect(during.headers.get('retry-after')).to.equal('1');
+      // The last good keys still serve a kid they hold.
+      expect((await exchange()).status).to.equal(200);
+      provider.mode = 'up';
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      const after = await exchange('idp-outage-2');
+      expect(after.status).to.equal(400);
+      expect(after.body.error).to.equal('invalid_request');
+    } finally {
+      await provider.stop();
+      await rm(outageDir, { recursive: true, force: true });
+    }
   });
 
   it('rotation under load loses no request, and every issued token verifies', async () => {

@@ -16,6 +16,12 @@ describe('configuration', () => {
       cleanupIntervalMs: 60_000,
     });
     expect(config.signing.alg).to.equal('ES256');
+    expect(config.http).to.deep.equal({
+      headersTimeoutMs: 5000,
+      requestTimeoutMs: 15_000,
+      keepAliveTimeoutMs: 5000,
+      maxConnections: 1000,
+    });
   });
 
   it('reads every setting it is given, treating empty values as unset', () => {
@@ -28,6 +34,10 @@ describe('configuration', () => {
       KEYSTORE_PG_TIMEOUT_MS: '250',
       SIGNING_ALG: 'EdDSA',
       LOG_LEVEL: '',
+      HTTP_HEADERS_TIMEOUT_MS: '2000',
+      HTTP_REQUEST_TIMEOUT_MS: '4000',
+      HTTP_KEEP_ALIVE_TIMEOUT_MS: '65000',
+      HTTP_MAX_CONNECTIONS: '200',
     });
     expect(config.tokens.port).to.equal(9000);
     expect(config.replicaId).to.equal('r1');
@@ -36,6 +46,12 @@ describe('configuration', () => {
     expect(config.keyStore.pgTimeoutMs).to.equal(250);
     expect(config.signing.alg).to.equal('EdDSA');
     expect(config.logLevel).to.equal('info');
+    expect(config.http).to.deep.equal({
+      headersTimeoutMs: 2000,
+      requestTimeoutMs: 4000,
+      keepAliveTimeoutMs: 65_000,
+      maxConnections: 200,
+    });
   });
 
   it('sends the token audit log to stdout unless told a file or off', () => {
@@ -59,6 +75,12 @@ describe('configuration', () => {
       { DATABASE_QUERY_TIMEOUT_MS: '400' },
       /DATABASE_QUERY_TIMEOUT_MS: must be longer than KEYSTORE_PG_TIMEOUT_MS/,
     ],
+    [
+      'a headers timeout longer than the request timeout',
+      { HTTP_HEADERS_TIMEOUT_MS: '20000' },
+      /HTTP_HEADERS_TIMEOUT_MS: must not exceed HTTP_REQUEST_TIMEOUT_MS/,
+    ],
+    ['no connections allowed', { HTTP_MAX_CONNECTIONS: '0' }, /HTTP_MAX_CONNECTIONS/],
   ];
   for (const [what, env, message] of bad) {
     it(`stops start-up on ${what}, naming the setting`, () => {

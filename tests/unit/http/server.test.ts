@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { request } from 'node:http';
 import { BadRequestError, StorageError } from '../../../src/errors.js';
 import { HttpServer } from '../../../src/http/server.js';
+import { openSlowClient, type SlowClient } from '../../support/slow-clients.js';
 import { silentLogger } from '../../../src/log.js';
 import { createMetrics } from '../../../src/metrics.js';
 
@@ -125,5 +126,61 @@ describe('http server', () => {
     expect(text).to.match(
       /http_request_duration_seconds_count\{server="test",route="\/items\/:id",method="GET",status="200"\} \d+/,
     );
+  });
+});
+
+describe('http server – slow and idle clients', () => {
+  let server: HttpServer;
+  const clients: SlowClient[] = [];
+  const limits = { headersTimeoutMs: 300, requestTimeoutMs: 600, keepAliveTimeoutMs: 300, maxConnections: 8 };
+
+  before(async () => {
+    server = new HttpServer({
+      name: 'limits',
+      host: '127.0.0.1',
+      port: 0,
+      maxBodyBytes: 8192,
+      limits,
+      log: silentLogger(),
+      metrics: createMetrics(),
+      routes: [
+        { method: 'GET', path: '/ok', handler: () => ({ status: 200, json: { ok: true } }) },
+        { method: 'POST', path: '/ok', handler: async (req) => ({ status: 200, body: await req.body() }) },
+      ],
+    });
+    await server.start();
+  });
+  afterEach(() => clients.splice(0).forEach((c) => c.destroy()));
+  after(() => server.stop());
+
+  it('closes silent, trickling, slow-body and idle keep-alive connections after their deadlines', async () => {
+    for (const kind of ['silent', 'trickle', 'slow-body', 'idle'] as const) {
+      clients.push(openSlowClient(server.port, kind, '/ok', 50));
+    }
+    const closedAfter = await Promise.all(clients.map((c) => c.closed));
+    // Each deadline, plus the sweep that enforces it (half the headers timeout) and scheduling slack.
+    const [silent, trickle, slowBody, idle] = closedAfter as [number, number, number, number];
+    expect(silent, 'silent').to.be.within(limits.headersTimeoutMs - 50, limits.headersTimeoutMs + 450);
+    expect(trickle, 'trickle').to.be.within(limits.headersTimeoutMs - 50, limits.headersTimeoutMs + 450);
+    expect(slowBody, 'slow body').to.be.within(limits.requestTimeoutMs - 50, limits.requestTimeoutMs + 450);
+    // node:http advertises the keep-alive timeout and closes a second later, so that clients close first.
+    expect(idle, 'idle keep-alive').to.be.within(
+      limits.keepAliveTimeoutMs - 50,
+      limits.keepAliveTimeoutMs + 1000 + 450,
+    );
+    expect(clients[3]?.answered()).to.equal(true);
+  });
+
+  it('closes connections past the limit at once and serves again when one ends', async () => {
+    for (let i = 0; i < limits.maxConnections; i++)
+      clients.push(openSlowClient(server.port, 'silent', '/ok'));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const over = openSlowClient(server.port, 'silent', '/ok');
+    clients.push(over);
+    expect(await over.closed).to.be.below(limits.headersTimeoutMs - 100);
+    clients[0]?.destroy();
+    await clients[0]?.closed;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect((await call(server.port, 'GET', '/ok')).status).to.equal(200);
   });
 });

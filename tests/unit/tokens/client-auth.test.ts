@@ -56,6 +56,17 @@ describe('client authentication', () => {
     );
   });
 
+  it('refuses HTTP Basic with another client_id in the body as invalid_request, and takes the same one', () => {
+    const other = new URLSearchParams({ client_id: 'svc-b' });
+    expect(code(() => presentedCredentials(basic('svc-a', 'x'), other))).to.equal('invalid_request');
+    expect(
+      code(() => presentedCredentials(basic('svc-a', 'x'), new URLSearchParams({ client_id: '' }))),
+    ).to.equal('invalid_request');
+    // Compared once decoded, so an id encoded in the header is the same id in the body.
+    const same = presentedCredentials(basic('svc a', 'x'), new URLSearchParams({ client_id: 'svc a' }));
+    expect(same).to.deep.equal({ clientId: 'svc a', clientSecret: 'x', method: 'client_secret_basic' });
+  });
+
   it('refuses a wrong secret and an unknown client alike with invalid_client', () => {
     const wrong = { clientId: 'svc-a', clientSecret: 'nope', method: 'client_secret_basic' } as const;
     const unknown = {

@@ -100,7 +100,7 @@ describe('provider key cache', () => {
     expect(await cache.getKey('k1', 'ES256')).to.equal(key);
   });
 
-  it('refuses a key that does not fit the algorithm, and an RSA key under 2048 bits', async () => {
+  it('finds no key for an algorithm its type or curve does not fit, and refuses an RSA key under 2048 bits', async () => {
     const { publicKey: weak } = generateKeyPairSync('rsa', { modulusLength: 1024 });
     fetchJson.resolves({
       keys: [
@@ -112,12 +112,85 @@ describe('provider key cache', () => {
     for (const [kid, alg] of [
       ['p256', 'ES384'],
       ['p256', 'RS256'],
-      ['rsa1024', 'RS256'],
-      ['rsa1024', 'PS256'],
+      ['rsa1024', 'ES256'],
     ] as const) {
       const err = await cache.getKey(kid, alg).catch((e: unknown) => e);
-      expect(err, `${kid} as ${alg}`).to.be.instanceOf(UnusableKeyError);
+      expect(err, `${kid} as ${alg}`).to.be.instanceOf(UnknownKeyError);
     }
+    for (const alg of ['RS256', 'PS256']) {
+      const err = await cache.getKey('rsa1024', alg).catch((e: unknown) => e);
+      expect(err, `rsa1024 as ${alg}`).to.be.instanceOf(UnusableKeyError);
+    }
+  });
+
+  it('uses no key whose use is other than sig, whose key_ops lack verify, or whose ext is not a boolean (as jose)', async () => {
+    // 'used', 'UnknownKeyError' (not a candidate), or 'UnusableKeyError' (a candidate whose import fails, as
+    // jose's does: a public key whose key_ops name `sign`).
+    const variants: [string, Record<string, unknown>, string][] = [
+      ['use-sig', { use: 'sig' }, 'used'],
+      ['use-foo', { use: 'foo' }, 'UnknownKeyError'],
+      ['use-enc', { use: 'enc' }, 'UnknownKeyError'],
+      ['use-number', { use: 1 }, 'UnknownKeyError'],
+      ['ops-verify', { key_ops: ['verify'] }, 'used'],
+      ['ops-both', { key_ops: ['sign', 'verify'] }, 'UnusableKeyError'],
+      ['ops-empty', { key_ops: [] }, 'UnknownKeyError'],
+      ['ops-sign', { key_ops: ['sign'] }, 'UnknownKeyError'],
+      ['ops-string', { key_ops: 'verify' }, 'UnknownKeyError'],
+      ['ops-repeated', { key_ops: ['verify', 'verify'] }, 'UnknownKeyError'],
+      ['ext-true', { ext: true }, 'used'],
+      ['ext-string', { ext: 'true' }, 'UnknownKeyError'],
+    ];
+    fetchJson.resolves({
+      keys: variants.map(([kid, extra]) => ({ ...idp.publicJwk, use: undefined, kid, ...extra })),
+    });
+    const cache = jwks();
+    for (const [kid, , expected] of variants) {
+      const outcome = await cache.getKey(kid, 'ES256').then(
+        () => 'used',
+        (e: unknown) => (e as Error).name,
+      );
+      expect(outcome, kid).to.equal(expected);
+    }
+  });
+
+  it('never lets a token name a kid for a key published without one', async () => {
+    const anonymous = { ...idp.publicJwk, kid: undefined };
+    fetchJson.resolves({ keys: [anonymous] });
+    const cache = jwks();
+    for (const kid of ['#0', '0', '', 'undefined']) {
+      expect(await cache.getKey(kid, 'ES256').catch((e: unknown) => e), kid).to.be.instanceOf(
+        UnknownKeyError,
+      );
+    }
+    expect((await cache.getKey(undefined, 'ES256')).type).to.equal('public');
+  });
+
+  it('picks, for a token without kid, the one key whose type, curve and alg fit; none or several is unknown', async () => {
+    const p256 = { ...idp.publicJwk, kid: undefined, alg: undefined };
+    const { publicKey: rsa } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const rsaJwk = await exportJWK(rsa);
+    fetchJson.resolves({ keys: [p256, rsaJwk] });
+    const cache = jwks();
+    expect((await cache.getKey(undefined, 'ES256')).asymmetricKeyType).to.equal('ec');
+    expect((await cache.getKey(undefined, 'PS256')).asymmetricKeyType).to.equal('rsa');
+    expect(await cache.getKey(undefined, 'ES384').catch((e: unknown) => e)).to.be.instanceOf(UnknownKeyError);
+    // Two keys that fit: jose refuses to choose, and so does the cache; the same for two keys under one kid.
+    fetchJson.resolves({
+      keys: [p256, { ...p256 }, { ...rsaJwk, kid: 'twice' }, { ...rsaJwk, kid: 'twice' }],
+    });
+    now += 5 * MIN;
+    expect(await cache.getKey(undefined, 'ES256').catch((e: unknown) => e)).to.be.instanceOf(UnknownKeyError);
+    expect(await cache.getKey('twice', 'RS256').catch((e: unknown) => e)).to.be.instanceOf(UnknownKeyError);
+    // One kid shared by keys of two types still names one key per algorithm.
+    fetchJson.resolves({
+      keys: [
+        { ...p256, kid: 'shared' },
+        { ...rsaJwk, kid: 'shared' },
+      ],
+    });
+    now += 5 * MIN;
+    expect((await cache.getKey('shared', 'ES256')).asymmetricKeyType).to.equal('ec');
+    expect((await cache.getKey('shared', 'RS256')).asymmetricKeyType).to.equal('rsa');
   });
 
   it('during a provider outage serves the last good keys for staleMax, then fails closed', async () => {
@@ -129,6 +202,42 @@ describe('provider key cache', () => {
     now += 30 * MIN + 1;
     const err = await cache.getKey('k1', 'ES256').catch((e: unknown) => e);
     expect(err).to.be.instanceOf(ProviderUnavailableError);
+  });
+
+  it('answers an unknown kid during a provider outage as unavailable, with the time until the next fetch', async () => {
+    const cache = jwks();
+    await cache.getKey('k1', 'ES256');
+    fetchJson.rejects(new FetchError('down'));
+    now += 30_000;
+    const first = await cache.getKey('k2', 'ES256').catch((e: unknown) => e);
+    expect(first).to.be.instanceOf(ProviderUnavailableError);
+    expect((first as ProviderUnavailableError).retryAfterS).to.equal(30);
+    expect(fetchJson.callCount).to.equal(2);
+    // Within the cooldown the provider is not asked again, and the kid still cannot be judged.
+    now += 10_000;
+    const second = await cache.getKey('k2', 'ES256').catch((e: unknown) => e);
+    expect(second).to.be.instanceOf(ProviderUnavailableError);
+    expect((second as ProviderUnavailableError).retryAfterS).to.equal(20);
+    expect(fetchJson.callCount).to.equal(2);
+    // A key of the last good copy is still served meanwhile.
+    expect((await cache.getKey('k1', 'ES256')).type).to.equal('public');
+  });
+
+  it('judges an unknown kid normally once the provider’s keys are fetched again', async () => {
+    const cache = jwks();
+    await cache.getKey('k1', 'ES256');
+    fetchJson.rejects(new FetchError('down'));
+    now += 30_000;
+    expect(await cache.getKey('k2', 'ES256').catch((e: unknown) => e)).to.be.instanceOf(
+      ProviderUnavailableError,
+    );
+    fetchJson.resolves({ keys: [idp.publicJwk] });
+    now += 30_000;
+    expect(await cache.getKey('k2', 'ES256').catch((e: unknown) => e)).to.be.instanceOf(UnknownKeyError);
+    // And a key the provider added during the outage is found.
+    fetchJson.resolves({ keys: [idp.publicJwk, { ...idp.publicJwk, kid: 'k3' }] });
+    now += 30_000;
+    expect((await cache.getKey('k3', 'ES256')).type).to.equal('public');
   });
 
   it('fails closed at once when it never had keys', async () => {
@@ -162,7 +271,7 @@ describe('provider key cache', () => {
     expect(fetchJson.secondCall.args[0]).to.equal('http://127.0.0.1:1/keys');
   });
 
-  it('ignores private and encryption keys in a JWKS', async () => {
+  it('never uses private or encryption keys in a JWKS', async () => {
     fetchJson.resolves({
       keys: [
         { ...idp.publicJwk, kid: 'enc', use: 'enc' },
@@ -171,6 +280,11 @@ describe('provider key cache', () => {
     });
     const cache = jwks();
     expect(await cache.getKey('enc', 'ES256').catch((e: unknown) => e)).to.be.instanceOf(UnknownKeyError);
-    expect(await cache.getKey('priv', 'ES256').catch((e: unknown) => e)).to.be.instanceOf(UnknownKeyError);
+    expect(await cache.getKey('priv', 'ES256').catch((e: unknown) => e)).to.be.instanceOf(UnusableKeyError);
+    // A private key still counts, as in jose: beside it, a token without kid finds no single key.
+    const anonymous = { ...idp.publicJwk, kid: undefined };
+    fetchJson.resolves({ keys: [anonymous, { ...anonymous, d: 'x' }] });
+    now += 5 * MIN;
+    expect(await cache.getKey(undefined, 'ES256').catch((e: unknown) => e)).to.be.instanceOf(UnknownKeyError);
   });
 });

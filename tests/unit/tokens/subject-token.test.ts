@@ -129,6 +129,16 @@ describe('subject token – claim checks', () => {
     expect(ours(segment)).to.deep.include({ ok: false, name: 'JWTInvalid' });
   });
 
+  it('refuses a protected header that is not UTF-8, where a claims set that is not can still be read', () => {
+    const payload = b64(JSON.stringify({ iss: ISSUER, aud: 'exchange' }));
+    const header = (bytes: number[]) =>
+      b64(Buffer.concat([Buffer.from('{"alg":"ES256","x":"'), Buffer.from(bytes), Buffer.from('"}')]));
+    for (const bytes of [[0xff], [0xc0, 0xaf], [0xed, 0xa0, 0x80], [0xe9, 0x41]]) {
+      expect(readCompactJwt(`${header(bytes)}.${payload}.c2ln`), bytes.join(' ')).to.equal(undefined);
+    }
+    expect(readCompactJwt(`${header([0xc3, 0xa9])}.${payload}.c2ln`)?.header.x).to.equal('é');
+  });
+
   it('checks exp and nbf with the leeway at its exact edges', () => {
     const at = (claims: Record<string, unknown>) =>
       ours(b64(JSON.stringify({ iss: ISSUER, aud: 'exchange', ...claims })));

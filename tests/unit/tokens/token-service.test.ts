@@ -277,6 +277,14 @@ describe('token service', () => {
         'invalid_client',
       ],
       [
+        'HTTP Basic for one client and another client_id in the body',
+        async () => [
+          new URLSearchParams({ grant_type: 'client_credentials', client_id: 'svc-b' }),
+          basic('svc-a', 'secret-a'),
+        ],
+        'invalid_request',
+      ],
+      [
         'an audience the client may not have',
         async () => [
           new URLSearchParams({ grant_type: 'client_credentials', audience: 'billing' }),
