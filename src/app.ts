@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { Counter } from 'prom-client';
+import { Counter, Histogram } from 'prom-client';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
 import { healthRoutes } from './http/health.js';
@@ -12,6 +12,7 @@ import { KeyStore, MemoryOnlyBackend, type KeyStoreBackend } from './keys/key-st
 import { MemoryPublicKeyRepository } from './keys/memory-repository.js';
 import { createPgPool } from './keys/pg-pool.js';
 import { PostgresPublicKeyRepository } from './keys/postgres-repository.js';
+import { PublicKeyReads } from './keys/public-key-reads.js';
 import { BoundHistogram, createMetrics, readGauge, type Metrics } from './metrics.js';
 import { NatsClient } from './nats/connection.js';
 import { Supervisor, type Component } from './supervisor.js';
@@ -92,8 +93,31 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
     backend = new MemoryOnlyBackend(new MemoryPublicKeyRepository(clock));
   }
 
-  const keyStore = new KeyStore({ backend, ...config.keyStore, log });
+  const keyStoreOperations = new Histogram({
+    name: 'keystore_operation_duration_seconds',
+    help: 'Time from asking the key store to its answer, queueing in its mailbox included, by operation.',
+    labelNames: ['operation'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [metrics.registry],
+  });
+  const keyStore = new KeyStore({
+    backend,
+    ...config.keyStore,
+    clock,
+    onOperation: (operation, seconds) => keyStoreOperations.observe({ operation }, seconds),
+    log,
+  });
   components.push(keyStore);
+  const keyRouteQueries = new Counter({
+    name: 'keys_route_postgres_queries_total',
+    help: 'Postgres queries caused by the public-key routes (reloads started by reads of unknown kids).',
+    registers: [metrics.registry],
+  });
+  const publicKeyReads = new PublicKeyReads({
+    keys: keyStore,
+    clock,
+    onPostgresQuery: () => keyRouteQueries.inc(),
+  });
 
   const batchSize = new BoundHistogram({
     name: 'signing_batch_size',
@@ -112,6 +136,7 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
 
   const rotationIntervalMs = config.signing.rotationIntervalS * 1000;
   const publishGraceMs = config.signing.publishGraceS * 1000;
+  const activationDelayMs = config.signing.activationDelayS * 1000;
   const tokenMaxTtlMs = config.signing.tokenMaxTtlS * 1000;
   const skewMs = config.signing.clockSkewS * 1000;
 
@@ -130,7 +155,9 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
       nats,
       bucket: config.nats.keysBucket,
       // Announcements live exactly as long as the keys they carry.
-      ttlMs: keyLifetimeMs(signingKeyLifetime({ rotationIntervalMs, publishGraceMs, tokenMaxTtlMs, skewMs })),
+      ttlMs: keyLifetimeMs(
+        signingKeyLifetime({ rotationIntervalMs, activationDelayMs, publishGraceMs, tokenMaxTtlMs, skewMs }),
+      ),
       replicaId: config.replicaId,
       keyStore,
       timeoutMs: config.keyStore.pgTimeoutMs,
@@ -164,6 +191,7 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
   const keyRotation = new KeyRotation({
     alg: config.signing.alg,
     rotationIntervalMs,
+    activationDelayMs,
     publishGraceMs,
     retryIntervalMs: config.signing.publishRetryMs,
     tokenMaxTtlMs,
@@ -171,6 +199,7 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
     replicaId: config.replicaId,
     keyStore,
     ...(announcer ? { announcer } : {}),
+    startupHold: config.signing.startupHold,
     clock,
     log,
   });
@@ -255,7 +284,7 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
     },
     {
       name: 'signing-key',
-      check: () => ({ ready: keyRotation.active !== undefined, detail: keyRotation.state }),
+      check: () => ({ ready: keyRotation.ready, detail: keyRotation.state }),
     },
     ...natsCheck,
   ];
@@ -297,7 +326,7 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
     metrics,
     routes: [
       ...healthRoutes(tokensReadiness, metrics),
-      ...keyRoutes(keyStore, clock),
+      ...keyRoutes(publicKeyReads, clock, { activationDelayS: config.signing.activationDelayS }),
       ...tokenRoutes({ service, issuer, alg: config.signing.alg, registry: metrics.registry, log }),
     ],
   });

@@ -14,7 +14,9 @@ describe('configuration', () => {
       flushIntervalMs: 5000,
       probeIntervalMs: 2000,
       cleanupIntervalMs: 60_000,
+      reloadIntervalMs: 30_000,
     });
+    expect(config.signing).to.include({ activationDelayS: 300, startupHold: false });
     expect(config.signing.alg).to.equal('ES256');
   });
 

@@ -116,6 +116,7 @@ describe('key store actor', () => {
       get: track('get', undefined),
       list: track('list', []),
       deleteExpired: track('deleteExpired', 0),
+      cached: track('cached', []),
     };
     const timers = sinon.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
     t = { timers, store: new KeyStore({ backend, ...INTERVALS, log: silentLogger() }) } as ReturnType<
