@@ -10,7 +10,12 @@ import { makeKey } from '../../support/keys.js';
 import { fakeTime, T0 } from '../../support/time.js';
 
 const HOUR = 3_600_000;
-const INTERVALS = { flushIntervalMs: 1000, probeIntervalMs: 700, cleanupIntervalMs: 60_000 };
+const INTERVALS = {
+  flushIntervalMs: 1000,
+  probeIntervalMs: 700,
+  cleanupIntervalMs: 60_000,
+  reloadIntervalMs: 30_000,
+};
 
 function build(timeoutMs = 500) {
   const { timers, clock } = fakeTime();
@@ -25,7 +30,7 @@ function build(timeoutMs = 500) {
     timeoutMs,
     log: silentLogger(),
   });
-  const store = new KeyStore({ backend, ...INTERVALS, log: silentLogger() });
+  const store = new KeyStore({ backend, ...INTERVALS, clock, log: silentLogger() });
   return { timers, clock, pg, memory, pending, backend, store };
 }
 
@@ -186,5 +191,119 @@ describe('key store actor', () => {
     await timers.tickAsync(INTERVALS.cleanupIntervalMs);
     expect(await store.get(key.kid)).to.be.undefined;
     expect(store.state).to.include({ durable: false, pending: 0 });
+  });
+});
+
+describe('key store – the snapshot it serves', () => {
+  let t: ReturnType<typeof build>;
+  afterEach(async () => {
+    await t.store.stop();
+    t.timers.restore();
+  });
+
+  const kids = () => t.store.snapshot.keys.map((k) => k.kid);
+  const jwksKids = () =>
+    (JSON.parse(t.store.snapshot.jwks.toString()) as { keys: { kid: string }[] }).keys.map((k) => k.kid);
+
+  it('holds the keys loaded at start, serialised as a JWKS with a strong ETag', async () => {
+    t = build();
+    const key = makeKey({ expiresAt: T0 + HOUR });
+    t.pg.rows.set(key.kid, key);
+    await t.store.start();
+    expect(kids()).to.deep.equal([key.kid]);
+    expect(JSON.parse(t.store.snapshot.jwks.toString())).to.deep.equal({ keys: [key.jwk] });
+    expect(t.store.snapshot.etag).to.match(/^"[A-Za-z0-9_-]{43}"$/);
+    expect(JSON.parse(t.store.snapshot.get(key.kid)!.body.toString())).to.deep.equal(key.jwk);
+  });
+
+  it('is rebuilt on a create and on a peer’s announcement, and a created key is served when create resolves', async () => {
+    t = build();
+    await t.store.start();
+    const before = t.store.snapshot;
+    const own = makeKey({ expiresAt: T0 + HOUR });
+    await t.store.create(own);
+    const afterCreate = t.store.snapshot;
+    expect(afterCreate.version).to.be.above(before.version);
+    expect(afterCreate.etag).not.to.equal(before.etag);
+    expect(kids()).to.deep.equal([own.kid]);
+    // An announcement reaches the store as a create of a peer's key.
+    const peer = makeKey({ expiresAt: T0 + HOUR, replicaId: 'peer', createdAt: own.createdAt + 1 });
+    await t.store.create(peer);
+    expect(t.store.snapshot.version).to.be.above(afterCreate.version);
+    expect(jwksKids()).to.deep.equal([own.kid, peer.kid]);
+  });
+
+  it('is rebuilt by the periodic reload when another replica wrote a key straight into Postgres', async () => {
+    t = build();
+    await t.store.start();
+    const version = t.store.snapshot.version;
+    const written = makeKey({ expiresAt: T0 + HOUR });
+    t.pg.rows.set(written.kid, written);
+    await t.timers.tickAsync(INTERVALS.reloadIntervalMs - 1);
+    expect(kids()).to.deep.equal([]);
+    await t.timers.tickAsync(1);
+    expect(kids()).to.deep.equal([written.kid]);
+    expect(t.store.snapshot.version).to.equal(version + 1);
+  });
+
+  it('does not reload while Postgres is marked unavailable; the recovery reloads instead', async () => {
+    t = build();
+    await t.store.start();
+    t.pg.mode = 'down';
+    await t.store.get('anything'); // marks Postgres unavailable
+    const lists = t.pg.list.callCount;
+    await t.timers.tickAsync(INTERVALS.reloadIntervalMs);
+    expect(await t.store.reload()).to.be.false;
+    expect(t.pg.list.callCount).to.equal(lists);
+    const written = makeKey({ expiresAt: T0 + HOUR });
+    t.pg.rows.set(written.kid, written);
+    t.pg.mode = 'up';
+    await t.timers.tickAsync(INTERVALS.probeIntervalMs);
+    expect(kids()).to.deep.equal([written.kid]);
+  });
+
+  it('drops a key the moment it expires, before any clean-up runs, and only then', async () => {
+    t = build();
+    await t.store.start();
+    const short = makeKey({ expiresAt: T0 + 5000 });
+    const long = makeKey({ expiresAt: T0 + HOUR });
+    await t.store.create(short);
+    await t.store.create(long);
+    const version = t.store.snapshot.version;
+    await t.timers.tickAsync(4999);
+    expect(t.store.snapshot.version).to.equal(version);
+    expect(kids()).to.have.members([short.kid, long.kid]);
+    await t.timers.tickAsync(1);
+    expect(kids()).to.deep.equal([long.kid]);
+    expect(t.store.snapshot.get(short.kid)).to.be.undefined;
+    expect(t.store.snapshot.version).to.equal(version + 1);
+    // The clean-up that follows removes it from memory; the set served does not change again.
+    await t.timers.tickAsync(INTERVALS.cleanupIntervalMs);
+    expect(t.store.snapshot.version).to.equal(version + 1);
+  });
+
+  it('is not rebuilt when nothing changed: reads, flushes, probes, reloads and repeated creates leave it as it is', async () => {
+    t = build();
+    const key = makeKey({ expiresAt: T0 + HOUR });
+    t.pg.rows.set(key.kid, key);
+    await t.store.start();
+    const snapshot = t.store.snapshot;
+    await t.store.get(key.kid);
+    await t.store.list();
+    await t.store.create(key);
+    await t.store.reload();
+    await t.store.ask({ type: 'flush' });
+    await t.store.ask({ type: 'probe' });
+    await t.timers.tickAsync(INTERVALS.reloadIntervalMs);
+    expect(t.store.snapshot).to.equal(snapshot);
+  });
+
+  it('shares one reload between concurrent requests for one', async () => {
+    t = build();
+    await t.store.start();
+    const lists = t.pg.list.callCount;
+    const answers = await Promise.all(Array.from({ length: 50 }, () => t.store.reload()));
+    expect(answers.every((a) => a)).to.be.true;
+    expect(t.pg.list.callCount).to.equal(lists + 1);
   });
 });
