@@ -8,6 +8,7 @@ import { silentLogger } from '../../../src/log.js';
 import { FakePostgres } from '../../support/fake-postgres.js';
 import { makeKey } from '../../support/keys.js';
 import { fakeTime, T0 } from '../../support/time.js';
+import { generateSigningKey } from '../../../src/tokens/signing-key.js';
 
 const HOUR = 3_600_000;
 const INTERVALS = {
@@ -194,6 +195,20 @@ describe('key store actor', () => {
   });
 });
 
+/**
+ * A well-formed public key (its kid is its thumbprint), generated now and expiring `lifetimeMs` later: keys that
+ * come from Postgres or peers are checked like any other, so these tests use real ones.
+ */
+async function realKey(lifetimeMs: number, replicaId = 'test-replica') {
+  const key = await generateSigningKey(
+    'ES256',
+    Date.now(),
+    { activeMs: 0, tokenMaxTtlMs: lifetimeMs, skewMs: 0 },
+    replicaId,
+  );
+  return key.publicKey;
+}
+
 describe('key store – the snapshot it serves', () => {
   let t: ReturnType<typeof build>;
   afterEach(async () => {
@@ -207,7 +222,7 @@ describe('key store – the snapshot it serves', () => {
 
   it('holds the keys loaded at start, serialised as a JWKS with a strong ETag', async () => {
     t = build();
-    const key = makeKey({ expiresAt: T0 + HOUR });
+    const key = await realKey(HOUR);
     t.pg.rows.set(key.kid, key);
     await t.store.start();
     expect(kids()).to.deep.equal([key.kid]);
@@ -220,14 +235,14 @@ describe('key store – the snapshot it serves', () => {
     t = build();
     await t.store.start();
     const before = t.store.snapshot;
-    const own = makeKey({ expiresAt: T0 + HOUR });
+    const own = await realKey(HOUR);
     await t.store.create(own);
     const afterCreate = t.store.snapshot;
     expect(afterCreate.version).to.be.above(before.version);
     expect(afterCreate.etag).not.to.equal(before.etag);
     expect(kids()).to.deep.equal([own.kid]);
     // An announcement reaches the store as a create of a peer's key.
-    const peer = makeKey({ expiresAt: T0 + HOUR, replicaId: 'peer', createdAt: own.createdAt + 1 });
+    const peer = await realKey(HOUR, 'peer');
     await t.store.create(peer);
     expect(t.store.snapshot.version).to.be.above(afterCreate.version);
     expect(jwksKids()).to.deep.equal([own.kid, peer.kid]);
@@ -237,7 +252,7 @@ describe('key store – the snapshot it serves', () => {
     t = build();
     await t.store.start();
     const version = t.store.snapshot.version;
-    const written = makeKey({ expiresAt: T0 + HOUR });
+    const written = await realKey(HOUR);
     t.pg.rows.set(written.kid, written);
     await t.timers.tickAsync(INTERVALS.reloadIntervalMs - 1);
     expect(kids()).to.deep.equal([]);
@@ -255,7 +270,7 @@ describe('key store – the snapshot it serves', () => {
     await t.timers.tickAsync(INTERVALS.reloadIntervalMs);
     expect(await t.store.reload()).to.be.false;
     expect(t.pg.list.callCount).to.equal(lists);
-    const written = makeKey({ expiresAt: T0 + HOUR });
+    const written = await realKey(HOUR);
     t.pg.rows.set(written.kid, written);
     t.pg.mode = 'up';
     await t.timers.tickAsync(INTERVALS.probeIntervalMs);
@@ -265,8 +280,8 @@ describe('key store – the snapshot it serves', () => {
   it('drops a key the moment it expires, before any clean-up runs, and only then', async () => {
     t = build();
     await t.store.start();
-    const short = makeKey({ expiresAt: T0 + 5000 });
-    const long = makeKey({ expiresAt: T0 + HOUR });
+    const short = await realKey(5000);
+    const long = await realKey(HOUR);
     await t.store.create(short);
     await t.store.create(long);
     const version = t.store.snapshot.version;
@@ -284,7 +299,7 @@ describe('key store – the snapshot it serves', () => {
 
   it('is not rebuilt when nothing changed: reads, flushes, probes, reloads and repeated creates leave it as it is', async () => {
     t = build();
-    const key = makeKey({ expiresAt: T0 + HOUR });
+    const key = await realKey(HOUR);
     t.pg.rows.set(key.kid, key);
     await t.store.start();
     const snapshot = t.store.snapshot;
