@@ -256,6 +256,31 @@ describe('tokens (end to end)', () => {
     });
   });
 
+  it('with KEY_STARTUP_HOLD, tokens are not ready until the start-up key has been served for the activation delay', async () => {
+    const port = await start({
+      KEY_ROTATION_INTERVAL_S: '60',
+      KEY_ACTIVATION_DELAY_S: '2',
+      KEY_STARTUP_HOLD: 'true',
+    });
+    const jwks = (await getJson(port, '/.well-known/jwks.json')) as {
+      body: { keys: unknown[] };
+      headers: Headers;
+    };
+    expect(jwks.body.keys).to.have.length(1);
+    expect(jwks.headers.get('cache-control')).to.equal('public, max-age=2');
+    const held = (await getJson(port, '/readyz')) as {
+      status: number;
+      body: { checks: Record<string, { detail: Record<string, unknown> }> };
+    };
+    expect(held.status).to.equal(503);
+    expect(held.body.checks['signing-key']?.detail).to.include({ held: true, published: true });
+    const started = Date.now();
+    while ((await getJson(port, '/readyz')).status !== 200) {
+      expect(Date.now() - started).to.be.below(4000);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  });
+
   it('rotation under load loses no request, and every issued token verifies', async () => {
     const port = await start({
       KEY_ROTATION_INTERVAL_S: '1',
