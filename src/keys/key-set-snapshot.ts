@@ -23,7 +23,7 @@ function entityTag(body: Buffer): string {
 export class KeySetSnapshot {
   /** Counts the snapshots built by one owner: a new number means the key set changed. */
   readonly version: number;
-  /** The keys, oldest first. */
+  /** The keys, oldest first (ties by kid). */
   readonly keys: readonly PublicKey[];
   /** `{"keys":[…]}` as JSON bytes. */
   readonly jwks: Buffer;
@@ -47,9 +47,14 @@ export class KeySetSnapshot {
     this.#byKid = byKid;
   }
 
-  /** A snapshot of the keys of `keys` unexpired at `now`, oldest first. */
+  /**
+   * A snapshot of the keys of `keys` unexpired at `now`, oldest first (ties by kid): replicas holding the same keys
+   * serve the same bytes under the same entity tag, whatever order the keys reached them in.
+   */
   static build(keys: readonly PublicKey[], now: number, version: number): KeySetSnapshot {
-    const live = keys.filter((k) => !isExpired(k, now)).sort((a, b) => a.createdAt - b.createdAt);
+    const live = keys
+      .filter((k) => !isExpired(k, now))
+      .sort((a, b) => a.createdAt - b.createdAt || (a.kid < b.kid ? -1 : a.kid > b.kid ? 1 : 0));
     return new KeySetSnapshot(live, version);
   }
 
