@@ -201,7 +201,6 @@ export class KeyRotation extends Actor<KeyRotationMessage, KeyRotationReplies> {
       candidate.publishedAt = this.#o.clock.now();
       if (this.#active && this.#delayMs > 0) {
         this.log.info({ kid: candidate.key.kid, activationDelayMs: this.#delayMs }, 'new key published');
-        this.#activateLater(this.#delayMs);
       }
     }
     const now = this.#o.clock.now();
@@ -225,6 +224,9 @@ export class KeyRotation extends Actor<KeyRotationMessage, KeyRotationReplies> {
       this.#activate(candidate);
     } else if (publishedAt === undefined) {
       this.log.warn({ kid: candidate.key.kid, signingWith: current.key.kid }, 'new key not published yet');
+    } else {
+      // Timed to the moment the delay has run (again if a timer fired a little early), not left to a retry tick.
+      this.#activateLater(publishedAt + this.#delayMs - now);
     }
   }
 
