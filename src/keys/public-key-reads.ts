@@ -22,6 +22,8 @@ export interface PublicKeyReadsOptions {
   readonly negativeTtlMs?: number;
   /** Most kids remembered as unknown (default 10,000); the oldest is forgotten first. */
   readonly negativeMax?: number;
+  /** Most distinct kids waiting for a lookup at once (default 10,000); more are answered as unknown at once. */
+  readonly maxWaiting?: number;
   /** Told each time a read made the key store query Postgres. */
   readonly onPostgresQuery?: () => void;
 }
@@ -33,12 +35,13 @@ export interface PublicKeyReadsOptions {
  *
  * - a lookup is one reload of every key through the KeyStore, shared by every read waiting at the time, whatever
  *   kids they ask for (so one kid costs at most one lookup at a time, and concurrent reads share it);
- * - reads start at most one such reload per `missReloadGapMs`; between two, an unknown kid is answered as unknown
- *   at once, from memory;
+ * - reads start at most one such reload per `missReloadGapMs`: a kid asked for sooner waits for the next one
+ *   (at most `maxWaiting` distinct kids wait; beyond that a kid is answered as unknown at once);
  * - a kid still unknown after a lookup is remembered as unknown for `negativeTtlMs` (at most `negativeMax` kids).
  *
  * A flood of random kids therefore costs at most one Postgres query per gap, and puts at most one message in the
- * KeyStore's mailbox at a time: creates, flushes, probes and clean-ups are not queued behind reads.
+ * KeyStore's mailbox at a time: creates, flushes, probes and clean-ups are not queued behind reads. A key that does
+ * exist is still found, at worst one gap later.
  */
 export class PublicKeyReads {
   readonly #keys: KeySource;
@@ -46,12 +49,13 @@ export class PublicKeyReads {
   readonly #gapMs: number;
   readonly #negativeTtlMs: number;
   readonly #negativeMax: number;
+  readonly #maxWaiting: number;
   readonly #onQuery: () => void;
   /** Kids found nowhere, with the time until which they are answered as unknown; oldest first. */
   readonly #negative = new Map<string, number>();
-  /** Lookups in flight by kid, so that concurrent reads of one kid share one answer. */
+  /** Lookups waiting or running by kid, so that concurrent reads of one kid share one answer. */
   readonly #inflight = new Map<string, Promise<ServedKey | undefined>>();
-  /** The reload started by reads, while it runs. */
+  /** The next reload started by reads, from when it is due until it has answered. */
   #round: Promise<boolean> | undefined;
   #lastRoundAt = -Infinity;
 
@@ -61,6 +65,7 @@ export class PublicKeyReads {
     this.#gapMs = options.missReloadGapMs ?? 1000;
     this.#negativeTtlMs = options.negativeTtlMs ?? 5000;
     this.#negativeMax = options.negativeMax ?? 10_000;
+    this.#maxWaiting = options.maxWaiting ?? 10_000;
     this.#onQuery = options.onPostgresQuery ?? (() => undefined);
   }
 
@@ -74,9 +79,14 @@ export class PublicKeyReads {
     return this.#negative.size;
   }
 
+  /** Distinct kids waiting for a lookup now. */
+  get waiting(): number {
+    return this.#inflight.size;
+  }
+
   /**
    * The unexpired key with `kid`, or undefined. Synchronous when memory can answer (a known kid, a kid recently
-   * found nowhere, or no lookup allowed now); a promise when the read waits for a lookup.
+   * found nowhere, too many kids waiting already); a promise when the read waits for a lookup.
    */
   find(kid: string): ServedKey | undefined | Promise<ServedKey | undefined> {
     const hit = this.#keys.snapshot.get(kid);
@@ -90,28 +100,35 @@ export class PublicKeyReads {
     }
     const waiting = this.#inflight.get(kid);
     if (waiting) return waiting;
-    let round = this.#round;
-    if (!round) {
-      if (now - this.#lastRoundAt < this.#gapMs) return undefined;
-      round = this.#startRound(now);
-    }
-    const lookup = this.#await(kid, round);
+    if (this.#inflight.size >= this.#maxWaiting) return undefined;
+    this.#round ??= this.#nextRound(now);
+    const lookup = this.#await(kid, this.#round);
     this.#inflight.set(kid, lookup);
     return lookup;
   }
 
-  #startRound(now: number): Promise<boolean> {
-    this.#lastRoundAt = now;
-    const round = this.#keys.reload().then(
+  /** A reload now if the gap since the last one has run, else one when it has. */
+  #nextRound(now: number): Promise<boolean> {
+    const wait = this.#lastRoundAt + this.#gapMs - now;
+    const answered =
+      wait <= 0
+        ? this.#reload()
+        : new Promise<void>((resolve) => setTimeout(resolve, wait).unref()).then(() => this.#reload());
+    const round: Promise<boolean> = answered.finally(() => {
+      if (this.#round === round) this.#round = undefined;
+    });
+    return round;
+  }
+
+  #reload(): Promise<boolean> {
+    this.#lastRoundAt = this.#clock.now();
+    return this.#keys.reload().then(
       (queried) => {
         if (queried) this.#onQuery();
         return queried;
       },
       () => false,
     );
-    this.#round = round;
-    void round.then(() => (this.#round = undefined));
-    return round;
   }
 
   async #await(kid: string, round: Promise<boolean>): Promise<ServedKey | undefined> {
