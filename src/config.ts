@@ -22,6 +22,9 @@ const optionalUrl = (protocols: RegExp) =>
       .optional(),
   );
 
+/** Default of `KEY_ACTIVATION_DELAY_S`: the `max-age` of the JWKS (`JWKS_MAX_AGE_S` in the key routes). */
+const DEFAULT_ACTIVATION_DELAY_S = 300;
+
 /** Every setting, its default and its check. The README's configuration table mirrors this schema. */
 const envSchema = z
   .object({
@@ -73,6 +76,15 @@ const envSchema = z
     ),
     KEY_PUBLISH_GRACE_S: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(0).default(600)),
     KEY_PUBLISH_RETRY_MS: millis(2000),
+    // Unset: the JWKS max-age (300 s), or less when keys rotate more often (see loadConfig).
+    KEY_ACTIVATION_DELAY_S: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(0).optional()),
+    KEY_STARTUP_HOLD: z.preprocess(
+      unsetIfEmpty,
+      z
+        .enum(['true', 'false', '1', '0'])
+        .default('false')
+        .transform((v) => v === 'true' || v === '1'),
+    ),
     SIGNING_WORKERS: z.preprocess(
       unsetIfEmpty,
       z.coerce
@@ -88,6 +100,7 @@ const envSchema = z
     KEYSTORE_FLUSH_INTERVAL_MS: millis(5000),
     KEYSTORE_PROBE_INTERVAL_MS: millis(2000),
     KEYSTORE_CLEANUP_INTERVAL_MS: millis(60_000),
+    KEYSTORE_RELOAD_INTERVAL_MS: millis(30_000),
     SIGNING_ALG: z.preprocess(unsetIfEmpty, z.enum(SIGNING_ALGORITHMS).default('ES256')),
     KEY_ROTATION_INTERVAL_S: seconds(3600),
     TOKEN_MAX_TTL_S: seconds(3600),
@@ -183,6 +196,17 @@ const envSchema = z
         message: 'must not exceed HTTP_REQUEST_TIMEOUT_MS (the headers are part of the request)',
       });
     }
+    if (
+      env.KEY_ACTIVATION_DELAY_S !== undefined &&
+      env.KEY_ACTIVATION_DELAY_S >= env.KEY_ROTATION_INTERVAL_S
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['KEY_ACTIVATION_DELAY_S'],
+        message:
+          'must be shorter than KEY_ROTATION_INTERVAL_S (a key is published, then signs, before the next)',
+      });
+    }
     if (env.DATABASE_QUERY_TIMEOUT_MS <= env.KEYSTORE_PG_TIMEOUT_MS) {
       ctx.addIssue({
         code: 'custom',
@@ -247,12 +271,18 @@ function toConfig(e: z.output<typeof envSchema>) {
       flushIntervalMs: e.KEYSTORE_FLUSH_INTERVAL_MS,
       probeIntervalMs: e.KEYSTORE_PROBE_INTERVAL_MS,
       cleanupIntervalMs: e.KEYSTORE_CLEANUP_INTERVAL_MS,
+      reloadIntervalMs: e.KEYSTORE_RELOAD_INTERVAL_MS,
     },
     signing: {
       alg: e.SIGNING_ALG,
       rotationIntervalS: e.KEY_ROTATION_INTERVAL_S,
       publishGraceS: e.KEY_PUBLISH_GRACE_S,
       publishRetryMs: e.KEY_PUBLISH_RETRY_MS,
+      // The JWKS max-age by default: a verifier that honours Cache-Control and never refetches on an unknown kid
+      // has then seen a key before any token signed with it exists. Shorter when keys rotate more often.
+      activationDelayS:
+        e.KEY_ACTIVATION_DELAY_S ?? Math.min(DEFAULT_ACTIVATION_DELAY_S, e.KEY_ROTATION_INTERVAL_S - 1),
+      startupHold: e.KEY_STARTUP_HOLD,
       tokenMaxTtlS: e.TOKEN_MAX_TTL_S,
       clockSkewS: e.CLOCK_SKEW_S,
       workers: e.SIGNING_WORKERS,

@@ -142,6 +142,11 @@ export class FaultTolerantPublicKeyRepository implements KeyStoreBackend {
     return this.#memory.list();
   }
 
+  /** Every unexpired key in memory, Postgres untouched: what the replica serves between reloads. */
+  cached(): Promise<PublicKey[]> {
+    return this.#memory.list();
+  }
+
   /**
    * Postgres first under the timeout, then memory, then pending writes; a failure in one is logged and the others
    * still run, and never reaches the caller (FT5). Resolves with the number of keys removed from memory.

@@ -1,4 +1,4 @@
-import { Counter } from 'prom-client';
+import { Counter, Histogram } from 'prom-client';
 import type { SharedPieces } from '../capability.js';
 import type { Config } from '../config.js';
 import type { ReadinessCheck } from '../http/health.js';
@@ -12,6 +12,7 @@ import { keyRoutes } from './key-routes.js';
 import { KeyStore, MemoryOnlyBackend, type KeyStoreBackend } from './key-store.js';
 import { MemoryPublicKeyRepository } from './memory-repository.js';
 import { PostgresPublicKeyRepository } from './postgres-repository.js';
+import { PublicKeyReads } from './public-key-reads.js';
 import { keyLifetimeMs } from './signing-key.js';
 
 /** The settings our keys are made from. */
@@ -21,6 +22,8 @@ export type KeyLifecycleConfig = Pick<Config, 'replicaId' | 'database' | 'nats' 
 export interface KeyLifecycle {
   readonly keyStore: KeyStore;
   readonly rotation: KeyRotation;
+  /** Public keys as unauthenticated callers read them: from memory, unknown kids looked up within bounds. */
+  readonly reads: PublicKeyReads;
   /** Need no bus: the KeyStore (memory, Postgres, pending writes). */
   readonly foundations: readonly Component[];
   /** Announcements (with NATS) and rotation, in start order. */
@@ -62,7 +65,26 @@ export function createKeyLifecycle(config: KeyLifecycleConfig, shared: SharedPie
     log.warn('DATABASE_URL is not set: public keys live in this process only');
     backend = new MemoryOnlyBackend(new MemoryPublicKeyRepository(clock));
   }
-  const keyStore = new KeyStore({ backend, ...config.keyStore, log });
+  const keyStoreOperations = new Histogram({
+    name: 'keystore_operation_duration_seconds',
+    help: 'Time from asking the key store to its answer, queueing in its mailbox included, by operation.',
+    labelNames: ['operation'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [metrics.registry],
+  });
+  const keyStore = new KeyStore({
+    backend,
+    ...config.keyStore,
+    clock,
+    onOperation: (operation, seconds) => keyStoreOperations.observe({ operation }, seconds),
+    log,
+  });
+  const keyRouteQueries = new Counter({
+    name: 'keys_route_postgres_queries_total',
+    help: 'Postgres queries caused by the public-key routes (reloads started by reads of unknown kids).',
+    registers: [metrics.registry],
+  });
+  const reads = new PublicKeyReads({ keys: keyStore, clock, onPostgresQuery: () => keyRouteQueries.inc() });
   readGauge(
     metrics,
     'keystore_pending_writes',
@@ -78,6 +100,7 @@ export function createKeyLifecycle(config: KeyLifecycleConfig, shared: SharedPie
 
   const lifetime = signingKeyLifetime({
     rotationIntervalMs: config.signing.rotationIntervalS * 1000,
+    activationDelayMs: config.signing.activationDelayS * 1000,
     publishGraceMs: config.signing.publishGraceS * 1000,
     tokenMaxTtlMs: config.signing.tokenMaxTtlS * 1000,
     skewMs: config.signing.clockSkewS * 1000,
@@ -99,6 +122,7 @@ export function createKeyLifecycle(config: KeyLifecycleConfig, shared: SharedPie
   const rotation = new KeyRotation({
     alg: config.signing.alg,
     rotationIntervalMs: config.signing.rotationIntervalS * 1000,
+    activationDelayMs: config.signing.activationDelayS * 1000,
     publishGraceMs: config.signing.publishGraceS * 1000,
     retryIntervalMs: config.signing.publishRetryMs,
     tokenMaxTtlMs: config.signing.tokenMaxTtlS * 1000,
@@ -106,6 +130,7 @@ export function createKeyLifecycle(config: KeyLifecycleConfig, shared: SharedPie
     replicaId: config.replicaId,
     keyStore,
     ...(announcer ? { announcer } : {}),
+    startupHold: config.signing.startupHold,
     clock,
     log,
   });
@@ -113,14 +138,15 @@ export function createKeyLifecycle(config: KeyLifecycleConfig, shared: SharedPie
   return {
     keyStore,
     rotation,
+    reads,
     foundations: [keyStore],
     services: announcer ? [announcer, rotation] : [rotation],
-    routes: keyRoutes(keyStore, clock),
+    routes: keyRoutes(reads, clock, { activationDelayS: config.signing.activationDelayS }),
     readiness: [
       { name: 'key-store', check: () => ({ ready: keyStore.status === 'running', detail: keyStore.state }) },
       {
         name: 'signing-key',
-        check: () => ({ ready: rotation.active !== undefined, detail: rotation.state }),
+        check: () => ({ ready: rotation.ready, detail: rotation.state }),
       },
       ...(announcer
         ? [{ name: 'key-bucket', check: () => ({ ready: true, detail: { watching: announcer.ready } }) }]

@@ -20,6 +20,11 @@ export interface KeyRotationReplies {
 export interface KeyRotationOptions {
   readonly alg: SigningAlg;
   readonly rotationIntervalMs: number;
+  /**
+   * How long a rotated key is published before it signs (`KEY_ACTIVATION_DELAY_S`; default 0), so that verifiers
+   * holding a cached JWKS have refetched it first. Shorter than the rotation interval.
+   */
+  readonly activationDelayMs?: number;
   /** How long past its turn a published key keeps signing while its successor cannot be published. */
   readonly publishGraceMs: number;
   /** How often an unpublished key's publication is retried. */
@@ -30,6 +35,11 @@ export interface KeyRotationOptions {
   readonly keyStore: KeyStore;
   /** Peer announcements (NATS); absent when the replica runs without NATS. */
   readonly announcer?: KeyAnnouncer;
+  /**
+   * Report not ready (`ready`) until the start-up key has been published for the activation delay, for
+   * deployments whose verifiers never refetch a JWKS on an unknown `kid` (`KEY_STARTUP_HOLD`).
+   */
+  readonly startupHold?: boolean;
   readonly clock: Clock;
   readonly log: Logger;
 }
@@ -37,31 +47,47 @@ export interface KeyRotationOptions {
 interface Active {
   readonly key: SigningKey;
   readonly published: boolean;
+  /** When the key was first published, if it has been. */
+  readonly publishedAt: number | undefined;
   /** The key signs no later than this, whatever happens to its successor. */
   readonly signUntil: number;
 }
 
+/** The next key, generated at its turn, waiting to be published and then for the activation delay. */
+interface Candidate {
+  readonly key: SigningKey;
+  publishedAt: number | undefined;
+}
+
 /**
- * The lifetime of this replica's signing keys: a key may sign for its rotation interval plus the publication
- * grace, and every token it signs lives at most the longest token lifetime, plus the clock-skew leeway.
+ * The lifetime of this replica's signing keys: a key is published at its turn, signs from the activation delay
+ * later for the rotation interval, and for up to the publication grace more while its successor cannot be
+ * published; every token it signs lives at most the longest token lifetime, plus the clock-skew leeway.
  */
 export function signingKeyLifetime(
-  o: Pick<KeyRotationOptions, 'rotationIntervalMs' | 'publishGraceMs' | 'tokenMaxTtlMs' | 'skewMs'>,
+  o: Pick<
+    KeyRotationOptions,
+    'rotationIntervalMs' | 'activationDelayMs' | 'publishGraceMs' | 'tokenMaxTtlMs' | 'skewMs'
+  >,
 ): KeyLifetime {
   return {
-    activeMs: o.rotationIntervalMs + o.publishGraceMs,
+    activeMs: o.rotationIntervalMs + (o.activationDelayMs ?? 0) + o.publishGraceMs,
     tokenMaxTtlMs: o.tokenMaxTtlMs,
     skewMs: o.skewMs,
   };
 }
 
 /**
- * Owns the signing key (T5, "Keys across replicas"). A key pair is generated at start-up and every rotation
- * interval. A new key becomes active only once it is *published*: written to Postgres, or acknowledged by the
- * NATS key bucket, so that every replica can serve it before any token signed with it exists. Until then the last
- * published key goes on signing, for at most `publishGraceMs` past its turn (its expiry allows for that); only
- * past that bound, or at a start with nothing published yet (FT7), is an unpublished key activated, and its
- * publication is retried until it succeeds.
+ * Owns the signing key (T5, "Keys across replicas", issue 11 item 4). A key pair is generated at start-up and
+ * every rotation interval. A rotated key is first *published*: written to Postgres, or acknowledged by the NATS
+ * key bucket, so that every replica serves it; it starts signing only `activationDelayMs` after that, so a
+ * verifier that honours the JWKS `Cache-Control` has fetched it before any token signed with it exists. Until
+ * then the current key goes on signing, for at most `publishGraceMs` past its turn (its expiry allows for that
+ * and for the delay); only past that bound is a key activated early, or unpublished, and its publication is
+ * retried until it succeeds.
+ *
+ * The start-up key has no predecessor, so it signs at once (FT7 as well: even unpublished). With `startupHold`,
+ * `ready` stays false until it has been published for the activation delay.
  *
  * The active key is read synchronously by the token service (`active`), which hands it to the signing pool with
  * each batch: a worker never signs with a key it was not given.
@@ -69,12 +95,20 @@ export function signingKeyLifetime(
 export class KeyRotation extends Actor<KeyRotationMessage, KeyRotationReplies> {
   readonly #o: KeyRotationOptions;
   readonly #lifetime: KeyLifetime;
+  readonly #delayMs: number;
   #active: Active | undefined;
-  #candidate: SigningKey | undefined;
+  #candidate: Candidate | undefined;
+  /** When the start-up hold ends: the first moment an active key had been published for the delay. */
+  #holdEndsAt: number | undefined;
   #timers: NodeJS.Timeout[] = [];
+  #activation: NodeJS.Timeout | undefined;
 
   constructor(options: KeyRotationOptions) {
     super('key-rotation', options.log);
+    this.#delayMs = options.activationDelayMs ?? 0;
+    if (this.#delayMs >= options.rotationIntervalMs) {
+      throw new Error('the activation delay must be shorter than the rotation interval');
+    }
     this.#o = options;
     this.#lifetime = signingKeyLifetime(options);
   }
@@ -89,12 +123,30 @@ export class KeyRotation extends Actor<KeyRotationMessage, KeyRotationReplies> {
     return this.#active?.key.kid;
   }
 
-  /** Whether the active key is published, and whether a successor waits for publication. */
-  get state(): { activeKid: string | undefined; published: boolean; waitingKid: string | undefined } {
+  /**
+   * True once a key signs and, with `startupHold`, once the start-up key has been published for the activation
+   * delay (it stays true from then on).
+   */
+  get ready(): boolean {
+    if (!this.#active) return false;
+    if (!this.#o.startupHold) return true;
+    return this.#holdEndsAt !== undefined && this.#o.clock.now() >= this.#holdEndsAt;
+  }
+
+  /** Whether the active key is published, and which key waits for publication or for its activation. */
+  get state(): {
+    activeKid: string | undefined;
+    published: boolean;
+    waitingKid: string | undefined;
+    waitingPublished: boolean;
+    held: boolean;
+  } {
     return {
       activeKid: this.#active?.key.kid,
       published: this.#active?.published ?? false,
-      waitingKid: this.#candidate?.kid,
+      waitingKid: this.#candidate?.key.kid,
+      waitingPublished: this.#candidate?.publishedAt !== undefined,
+      held: this.#active !== undefined && !this.ready,
     };
   }
 
@@ -107,6 +159,7 @@ export class KeyRotation extends Actor<KeyRotationMessage, KeyRotationReplies> {
   protected override onStop(): Promise<void> {
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
+    clearTimeout(this.#activation);
     return Promise.resolve();
   }
 
@@ -127,48 +180,83 @@ export class KeyRotation extends Actor<KeyRotationMessage, KeyRotationReplies> {
 
   /** A new key (unless one already waits), then the same publish-or-wait step as a retry. */
   async #rotate(): Promise<void> {
-    this.#candidate ??= await generateSigningKey(
-      this.#o.alg,
-      this.#o.clock.now(),
-      this.#lifetime,
-      this.#o.replicaId,
-    );
+    this.#candidate ??= {
+      key: await generateSigningKey(this.#o.alg, this.#o.clock.now(), this.#lifetime, this.#o.replicaId),
+      publishedAt: undefined,
+    };
     await this.#retry();
   }
 
+  /** Publishes what is not yet published, then activates the waiting key if its time has come. */
   async #retry(): Promise<void> {
     const active = this.#active;
     if (active && !active.published && (await this.#publish(active.key))) {
-      this.#active = { ...active, published: true };
+      this.#active = { ...active, published: true, publishedAt: this.#o.clock.now() };
+      this.#holdEndsAt ??= this.#o.clock.now() + this.#delayMs;
       this.log.info({ kid: active.key.kid }, 'active signing key published');
     }
     const candidate = this.#candidate;
     if (!candidate) return;
-    const published = await this.#publish(candidate);
+    if (candidate.publishedAt === undefined && (await this.#publish(candidate.key))) {
+      candidate.publishedAt = this.#o.clock.now();
+      if (this.#active && this.#delayMs > 0) {
+        this.log.info({ kid: candidate.key.kid, activationDelayMs: this.#delayMs }, 'new key published');
+      }
+    }
     const now = this.#o.clock.now();
-    if (published || !this.#active || now >= this.#active.signUntil) {
-      if (!published && this.#active) {
+    const publishedAt = candidate.publishedAt;
+    const due = publishedAt !== undefined && now >= publishedAt + this.#delayMs;
+    const current = this.#active;
+    if (!current || due || now >= current.signUntil) {
+      if (!current && publishedAt === undefined) {
+        this.log.warn({ kid: candidate.key.kid }, 'starting to sign with a key not yet published (FT7)');
+      } else if (current && publishedAt === undefined) {
         this.log.error(
-          { kid: candidate.kid },
+          { kid: candidate.key.kid },
           'activating a key peers may not know: publication failed past the grace',
         );
-      } else if (!published) {
-        this.log.warn({ kid: candidate.kid }, 'starting to sign with a key not yet published (FT7)');
+      } else if (current && !due) {
+        this.log.warn(
+          { kid: candidate.key.kid, publishedMsAgo: now - (publishedAt ?? now) },
+          'activating a key published less than the activation delay ago: its publication was late past the grace',
+        );
       }
-      this.#active = { key: candidate, published, signUntil: now + this.#lifetime.activeMs };
-      this.#candidate = undefined;
-      this.log.info(
-        {
-          kid: candidate.kid,
-          alg: candidate.alg,
-          published,
-          expiresAt: new Date(candidate.publicKey.expiresAt),
-        },
-        'signing key activated',
-      );
+      this.#activate(candidate);
+    } else if (publishedAt === undefined) {
+      this.log.warn({ kid: candidate.key.kid, signingWith: current.key.kid }, 'new key not published yet');
     } else {
-      this.log.warn({ kid: candidate.kid, signingWith: this.#active.key.kid }, 'new key not published yet');
+      // Timed to the moment the delay has run (again if a timer fired a little early), not left to a retry tick.
+      this.#activateLater(publishedAt + this.#delayMs - now);
     }
+  }
+
+  #activate(candidate: Candidate): void {
+    const { key, publishedAt } = candidate;
+    this.#active = {
+      key,
+      published: publishedAt !== undefined,
+      publishedAt,
+      // From its creation, not its activation: the key's expiry was fixed when it was generated.
+      signUntil: key.publicKey.createdAt + this.#lifetime.activeMs,
+    };
+    if (publishedAt !== undefined) this.#holdEndsAt ??= publishedAt + this.#delayMs;
+    this.#candidate = undefined;
+    this.log.info(
+      {
+        kid: key.kid,
+        alg: key.alg,
+        published: publishedAt !== undefined,
+        expiresAt: new Date(key.publicKey.expiresAt),
+      },
+      'signing key activated',
+    );
+  }
+
+  /** Asks for a step once the delay has run, rather than at the next retry tick. */
+  #activateLater(ms: number): void {
+    clearTimeout(this.#activation);
+    this.#activation = setTimeout(() => this.tell({ type: 'retry' }), ms);
+    this.#activation.unref();
   }
 
   /**

@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
 import { Actor } from '../actor/actor.js';
+import { systemClock, type Clock } from '../clock.js';
+import { KeySetSnapshot } from './key-set-snapshot.js';
 import type { FlushResult } from './pending-writes.js';
 import type { PublicKey } from './public-key.js';
 import type { PublicKeyRepository } from './repository.js';
@@ -15,6 +17,8 @@ export interface KeyStoreBackend extends PublicKeyRepository {
   loadAll(): Promise<boolean>;
   flushPending(): Promise<FlushResult>;
   probe(): Promise<boolean>;
+  /** Every unexpired key held in memory, touching no durable store: what this replica can serve right now. */
+  cached(): Promise<PublicKey[]>;
 }
 
 /** The KeyStore's messages. */
@@ -24,7 +28,8 @@ export type KeyStoreMessage =
   | { readonly type: 'list' }
   | { readonly type: 'deleteExpired' }
   | { readonly type: 'flush' }
-  | { readonly type: 'probe' };
+  | { readonly type: 'probe' }
+  | { readonly type: 'reload' };
 
 /** The reply to each message type. */
 export interface KeyStoreReplies {
@@ -35,6 +40,8 @@ export interface KeyStoreReplies {
   deleteExpired: number;
   flush: FlushResult;
   probe: boolean;
+  /** Whether Postgres was asked (it is not while marked unavailable, nor without one). */
+  reload: boolean;
 }
 
 /** Settings of the {@link KeyStore}. */
@@ -43,26 +50,49 @@ export interface KeyStoreOptions {
   readonly flushIntervalMs: number;
   readonly probeIntervalMs: number;
   readonly cleanupIntervalMs: number;
+  /**
+   * How often every key is reloaded from Postgres while it is available, so that keys written there by a replica
+   * this one does not hear from over NATS are served within this bound (default 30 s).
+   */
+  readonly reloadIntervalMs?: number;
+  /** Judges expiry of the served snapshot; the same clock as the backend's (default: the wall clock). */
+  readonly clock?: Clock;
+  /** Told how long each message took from being sent to being answered (queueing included), in seconds. */
+  readonly onOperation?: (type: KeyStoreMessage['type'], seconds: number) => void;
   readonly log: Logger;
 }
+
+/** Default of {@link KeyStoreOptions.reloadIntervalMs}. */
+export const DEFAULT_RELOAD_INTERVAL_MS = 30_000;
 
 /**
  * The actor that owns the public keys (FT9). Every operation, the caller's and the timers' alike, is a message
  * handled one at a time, so create, flush, get and deleteExpired never interleave: no key is lost between a
  * flush and a create, and availability changes cannot race.
  *
- * Timers (fixed intervals): flush pending writes, probe Postgres, delete expired keys. On stop, messages already
- * queued finish, then one last flush round runs.
+ * Timers (fixed intervals): flush pending writes, probe Postgres, reload every key from Postgres, delete expired
+ * keys. On stop, messages already queued finish, then one last flush round runs.
+ *
+ * After each message the actor compares the keys in memory with the {@link KeySetSnapshot} it serves and
+ * publishes a new snapshot when they differ. HTTP reads take that snapshot synchronously (`snapshot`) and never
+ * enter the mailbox, so a flood of reads cannot queue a create, a flush, a probe or a clean-up behind it.
  */
 export class KeyStore extends Actor<KeyStoreMessage, KeyStoreReplies> {
   readonly #backend: KeyStoreBackend;
   readonly #options: KeyStoreOptions;
+  readonly #clock: Clock;
   readonly #timers: NodeJS.Timeout[] = [];
+  #snapshot: KeySetSnapshot;
+  #versions = 0;
+  /** The reload waiting or running, which a further reload request joins instead of queueing another. */
+  #reloading: Promise<boolean> | undefined;
 
   constructor(options: KeyStoreOptions) {
     super('key-store', options.log);
     this.#backend = options.backend;
     this.#options = options;
+    this.#clock = options.clock ?? systemClock;
+    this.#snapshot = KeySetSnapshot.build([], this.#clock.now(), this.#versions);
   }
 
   /** Read-only view of the store's health, for readiness and metrics. */
@@ -81,21 +111,42 @@ export class KeyStore extends Actor<KeyStoreMessage, KeyStoreReplies> {
   }
 
   /**
-   * Stores a public key: memory at once, Postgres now or later. Resolves true when the key is in Postgres now,
-   * false when it waits in pending writes (or there is no Postgres).
+   * The unexpired keys this replica serves, as of the last message handled. Synchronous and free of I/O: the
+   * read path of the public-key endpoints. A snapshot whose earliest key has expired since is replaced here by
+   * one without it, so an expired key is never served even before the clean-up timer runs.
    */
-  create(key: PublicKey): Promise<boolean> {
-    return this.ask({ type: 'create', key });
+  get snapshot(): KeySetSnapshot {
+    const now = this.#clock.now();
+    if (now >= this.#snapshot.expiresAt) this.#publish(this.#snapshot.keys, now);
+    return this.#snapshot;
   }
 
-  /** The unexpired key with `kid`, or undefined. */
+  /**
+   * Stores a public key: memory at once, Postgres now or later. Resolves true when the key is in Postgres now,
+   * false when it waits in pending writes (or there is no Postgres). The key is in `snapshot` when it resolves.
+   */
+  create(key: PublicKey): Promise<boolean> {
+    return this.#timed({ type: 'create', key });
+  }
+
+  /** The unexpired key with `kid`, or undefined (Postgres first, then memory: FT4). */
   get(kid: string): Promise<PublicKey | undefined> {
-    return this.ask({ type: 'get', kid });
+    return this.#timed({ type: 'get', kid });
   }
 
   /** Every unexpired key known to this replica. */
   list(): Promise<PublicKey[]> {
-    return this.ask({ type: 'list' });
+    return this.#timed({ type: 'list' });
+  }
+
+  /**
+   * Reloads every key from Postgres into memory (and so into `snapshot`), unless Postgres is marked unavailable.
+   * A reload requested while one waits or runs shares it: at most one is ever in the mailbox. Resolves with
+   * whether Postgres was asked.
+   */
+  reload(): Promise<boolean> {
+    this.#reloading ??= this.#timed({ type: 'reload' }).finally(() => (this.#reloading = undefined));
+    return this.#reloading;
   }
 
   protected override async onStart(): Promise<void> {
@@ -104,8 +155,13 @@ export class KeyStore extends Actor<KeyStoreMessage, KeyStoreReplies> {
       if (!loaded) this.log.warn('starting with postgres unreachable; keys live in memory until it returns');
       this.#every(this.#options.flushIntervalMs, { type: 'flush' });
       this.#every(this.#options.probeIntervalMs, { type: 'probe' });
+      const reloadEvery = this.#options.reloadIntervalMs ?? DEFAULT_RELOAD_INTERVAL_MS;
+      const timer = setInterval(() => void this.reload().catch(() => undefined), reloadEvery);
+      timer.unref();
+      this.#timers.push(timer);
     }
     this.#every(this.#options.cleanupIntervalMs, { type: 'deleteExpired' });
+    await this.#refreshSnapshot();
   }
 
   protected override async onStop(): Promise<void> {
@@ -118,6 +174,16 @@ export class KeyStore extends Actor<KeyStoreMessage, KeyStoreReplies> {
   }
 
   protected override async receive(msg: KeyStoreMessage): Promise<KeyStoreReplies[KeyStoreMessage['type']]> {
+    try {
+      return await this.#handle(msg);
+    } finally {
+      // Any message may change the keys in memory: a create or an announcement, a read that backfills from
+      // Postgres, a reload, the recovery that follows a flush or a probe, a clean-up.
+      await this.#refreshSnapshot();
+    }
+  }
+
+  async #handle(msg: KeyStoreMessage): Promise<KeyStoreReplies[KeyStoreMessage['type']]> {
     switch (msg.type) {
       case 'create':
         await this.#backend.create(msg.key);
@@ -132,11 +198,39 @@ export class KeyStore extends Actor<KeyStoreMessage, KeyStoreReplies> {
         return this.#backend.flushPending();
       case 'probe':
         return this.#backend.probe();
+      case 'reload':
+        // While Postgres is marked unavailable the probe finds it back, and its recovery reloads every key.
+        if (!this.#backend.durable || !this.#backend.postgresAvailable) return false;
+        await this.#backend.list();
+        return true;
       default: {
         const unknown: never = msg;
         throw new Error(`unknown message ${JSON.stringify(unknown)}`);
       }
     }
+  }
+
+  async #refreshSnapshot(): Promise<void> {
+    const keys = await this.#backend.cached();
+    const now = this.#clock.now();
+    if (!this.#snapshot.sameKeys(keys, now)) this.#publish(keys, now);
+  }
+
+  #publish(keys: readonly PublicKey[], now: number): void {
+    this.#snapshot = KeySetSnapshot.build(keys, now, ++this.#versions);
+  }
+
+  /** Asks, and reports how long the answer took, queueing included. */
+  #timed<K extends KeyStoreMessage['type']>(
+    msg: Extract<KeyStoreMessage, { type: K }>,
+  ): Promise<KeyStoreReplies[K]> {
+    const report = this.#options.onOperation;
+    if (!report) return this.ask(msg);
+    const started = performance.now();
+    const reply = this.ask(msg);
+    const done = () => report(msg.type, (performance.now() - started) / 1000);
+    reply.then(done, done);
+    return reply;
   }
 
   #every(ms: number, msg: KeyStoreMessage): void {
@@ -188,5 +282,9 @@ export class MemoryOnlyBackend implements KeyStoreBackend {
   /** Cleans memory. */
   deleteExpired(): Promise<number> {
     return this.#memory.deleteExpired();
+  }
+  /** Lists memory. */
+  cached(): Promise<PublicKey[]> {
+    return this.#memory.list();
   }
 }

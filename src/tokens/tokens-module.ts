@@ -83,7 +83,8 @@ export async function createTokensModule(
     skewS: config.signing.clockSkewS,
     defaultTtlS: config.tokenIssuer.defaultTtlS,
     // Actor tokens of ours (delegation) verify against every replica's unexpired keys.
-    ownKey: (kid) => keys.keyStore.get(kid),
+    // From memory first, unknown kids looked up within the same bounds as the key routes'.
+    ownKey: async (kid) => (await keys.reads.find(kid))?.key,
   });
 
   const auditLog = config.tokenIssuer.auditLog;

@@ -352,6 +352,74 @@ describe('tokens (end to end)', () => {
     }
   });
 
+  it('with KEY_STARTUP_HOLD, tokens are not ready until the start-up key has been served for the activation delay', async () => {
+    const port = await start({
+      KEY_ROTATION_INTERVAL_S: '60',
+      KEY_ACTIVATION_DELAY_S: '2',
+      KEY_STARTUP_HOLD: 'true',
+    });
+    const jwks = (await getJson(port, '/.well-known/jwks.json')) as {
+      body: { keys: unknown[] };
+      headers: Headers;
+    };
+    expect(jwks.body.keys).to.have.length(1);
+    expect(jwks.headers.get('cache-control')).to.equal('public, max-age=2');
+    const held = (await getJson(port, '/readyz')) as {
+      status: number;
+      body: { checks: Record<string, { detail: Record<string, unknown> }> };
+    };
+    expect(held.status).to.equal(503);
+    expect(held.body.checks['signing-key']?.detail).to.include({ held: true, published: true });
+    const started = Date.now();
+    while ((await getJson(port, '/readyz')).status !== 200) {
+      expect(Date.now() - started).to.be.below(4000);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  });
+
+  it('with a short rotation interval, every token carries a kid its JWKS had been serving for the activation delay', async () => {
+    const DELAY_MS = 1000;
+    const port = await start({
+      KEY_ROTATION_INTERVAL_S: '3',
+      KEY_ACTIVATION_DELAY_S: String(DELAY_MS / 1000),
+      KEY_STARTUP_HOLD: 'true',
+      TOKEN_DEFAULT_TTL_S: '60',
+      TOKEN_MAX_TTL_S: '120',
+    });
+    const polls: { sent: number; kids: Set<string> }[] = [];
+    const tokens: { kid: string; answeredAt: number }[] = [];
+    const until = Date.now() + 8000;
+    const poll = (async () => {
+      while (Date.now() < until) {
+        const sent = performance.now();
+        const body = (await getJson(port, '/.well-known/jwks.json')).body as JSONWebKeySet;
+        polls.push({ sent, kids: new Set(body.keys.map((k) => k.kid!)) });
+      }
+    })();
+    const issue = (async () => {
+      while ((await getJson(port, '/readyz')).status !== 200) await new Promise((r) => setTimeout(r, 50));
+      while (Date.now() < until) {
+        const token = await serviceToken(port);
+        tokens.push({ kid: decodeProtectedHeader(token).kid!, answeredAt: performance.now() });
+      }
+    })();
+    await Promise.all([poll, issue]);
+    // A key not listed by a poll sent at time A was not served before A. A token answered at time B was issued
+    // before B. So a token whose kid was still unlisted by a poll sent later than B − delay would prove that the
+    // key signed before it had been served for the delay. (Within this resolution, a few ms, the test cannot see.)
+    const rotated = new Set<string>();
+    for (const { kid, answeredAt } of tokens) {
+      const first = polls.findIndex((p) => p.kids.has(kid));
+      expect(first, `kid ${kid} never listed`).to.be.at.least(0);
+      if (first === 0) continue; // the start-up key, listed before the first poll (readiness held it)
+      rotated.add(kid);
+      const lastAbsent = polls[first - 1]!.sent;
+      expect(lastAbsent, `kid ${kid}`).to.be.below(answeredAt - DELAY_MS);
+    }
+    expect(tokens.length).to.be.above(50);
+    expect(rotated.size).to.be.at.least(2);
+  });
+
   it('rotation under load loses no request, and every issued token verifies', async () => {
     const port = await start({
       KEY_ROTATION_INTERVAL_S: '1',

@@ -14,7 +14,9 @@ describe('configuration', () => {
       flushIntervalMs: 5000,
       probeIntervalMs: 2000,
       cleanupIntervalMs: 60_000,
+      reloadIntervalMs: 30_000,
     });
+    expect(config.signing).to.include({ activationDelayS: 300, startupHold: false });
     expect(config.signing.alg).to.equal('ES256');
     expect(config.http).to.deep.equal({
       headersTimeoutMs: 5000,
@@ -63,6 +65,15 @@ describe('configuration', () => {
     });
   });
 
+  it('defaults the activation delay to the JWKS max-age, or just under a shorter rotation interval', () => {
+    expect(loadConfig({}).signing.activationDelayS).to.equal(300);
+    expect(loadConfig({ KEY_ROTATION_INTERVAL_S: '60' }).signing.activationDelayS).to.equal(59);
+    expect(loadConfig({ KEY_ROTATION_INTERVAL_S: '1' }).signing.activationDelayS).to.equal(0);
+    expect(loadConfig({ KEY_ACTIVATION_DELAY_S: '0' }).signing.activationDelayS).to.equal(0);
+    expect(loadConfig({ KEY_STARTUP_HOLD: 'true' }).signing.startupHold).to.be.true;
+    expect(loadConfig({ KEYSTORE_RELOAD_INTERVAL_MS: '5000' }).keyStore.reloadIntervalMs).to.equal(5000);
+  });
+
   const bad: [string, Record<string, string>, RegExp][] = [
     ['a port out of range', { TOKENS_PORT: '70000' }, /TOKENS_PORT/],
     ['a non-numeric timeout', { KEYSTORE_PG_TIMEOUT_MS: 'soon' }, /KEYSTORE_PG_TIMEOUT_MS/],
@@ -70,6 +81,12 @@ describe('configuration', () => {
     ['a schema that is not an identifier', { DATABASE_SCHEMA: 'x; drop table' }, /DATABASE_SCHEMA/],
     ['an unknown algorithm', { SIGNING_ALG: 'none' }, /SIGNING_ALG/],
     ['a replica id with spaces', { REPLICA_ID: 'a b' }, /REPLICA_ID/],
+    [
+      'an activation delay as long as the rotation interval',
+      { KEY_ROTATION_INTERVAL_S: '300', KEY_ACTIVATION_DELAY_S: '300' },
+      /KEY_ACTIVATION_DELAY_S: must be shorter than KEY_ROTATION_INTERVAL_S/,
+    ],
+    ['a start-up hold that is not a boolean', { KEY_STARTUP_HOLD: 'yes' }, /KEY_STARTUP_HOLD/],
     [
       'a pg query timeout not longer than the key store timeout',
       { DATABASE_QUERY_TIMEOUT_MS: '400' },

@@ -8,9 +8,15 @@ import { silentLogger } from '../../../src/log.js';
 import { FakePostgres } from '../../support/fake-postgres.js';
 import { makeKey } from '../../support/keys.js';
 import { fakeTime, T0 } from '../../support/time.js';
+import { generateSigningKey } from '../../../src/keys/signing-key.js';
 
 const HOUR = 3_600_000;
-const INTERVALS = { flushIntervalMs: 1000, probeIntervalMs: 700, cleanupIntervalMs: 60_000 };
+const INTERVALS = {
+  flushIntervalMs: 1000,
+  probeIntervalMs: 700,
+  cleanupIntervalMs: 60_000,
+  reloadIntervalMs: 30_000,
+};
 
 function build(timeoutMs = 500) {
   const { timers, clock } = fakeTime();
@@ -25,7 +31,7 @@ function build(timeoutMs = 500) {
     timeoutMs,
     log: silentLogger(),
   });
-  const store = new KeyStore({ backend, ...INTERVALS, log: silentLogger() });
+  const store = new KeyStore({ backend, ...INTERVALS, clock, log: silentLogger() });
   return { timers, clock, pg, memory, pending, backend, store };
 }
 
@@ -116,6 +122,7 @@ describe('key store actor', () => {
       get: track('get', undefined),
       list: track('list', []),
       deleteExpired: track('deleteExpired', 0),
+      cached: track('cached', []),
     };
     const timers = sinon.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
     t = { timers, store: new KeyStore({ backend, ...INTERVALS, log: silentLogger() }) } as ReturnType<
@@ -185,5 +192,157 @@ describe('key store actor', () => {
     await timers.tickAsync(INTERVALS.cleanupIntervalMs);
     expect(await store.get(key.kid)).to.be.undefined;
     expect(store.state).to.include({ durable: false, pending: 0 });
+  });
+});
+
+/**
+ * A well-formed public key (its kid is its thumbprint), generated now and expiring `lifetimeMs` later: keys that
+ * come from Postgres or peers are checked like any other, so these tests use real ones.
+ */
+async function realKey(lifetimeMs: number, replicaId = 'test-replica') {
+  const key = await generateSigningKey(
+    'ES256',
+    Date.now(),
+    { activeMs: 0, tokenMaxTtlMs: lifetimeMs, skewMs: 0 },
+    replicaId,
+  );
+  return key.publicKey;
+}
+
+describe('key store – the snapshot it serves', () => {
+  let t: ReturnType<typeof build>;
+  afterEach(async () => {
+    await t.store.stop();
+    t.timers.restore();
+  });
+
+  const kids = () => t.store.snapshot.keys.map((k) => k.kid);
+  const jwksKids = () =>
+    (JSON.parse(t.store.snapshot.jwks.toString()) as { keys: { kid: string }[] }).keys.map((k) => k.kid);
+
+  it('holds the keys loaded at start, serialised as a JWKS with a strong ETag', async () => {
+    t = build();
+    const key = await realKey(HOUR);
+    t.pg.rows.set(key.kid, key);
+    await t.store.start();
+    expect(kids()).to.deep.equal([key.kid]);
+    expect(JSON.parse(t.store.snapshot.jwks.toString())).to.deep.equal({ keys: [key.jwk] });
+    expect(t.store.snapshot.etag).to.match(/^"[A-Za-z0-9_-]{43}"$/);
+    expect(JSON.parse(t.store.snapshot.get(key.kid)!.body.toString())).to.deep.equal(key.jwk);
+  });
+
+  it('is rebuilt on a create and on a peer’s announcement, and a created key is served when create resolves', async () => {
+    t = build();
+    await t.store.start();
+    const before = t.store.snapshot;
+    const own = await realKey(HOUR);
+    await t.store.create(own);
+    const afterCreate = t.store.snapshot;
+    expect(afterCreate.version).to.be.above(before.version);
+    expect(afterCreate.etag).not.to.equal(before.etag);
+    expect(kids()).to.deep.equal([own.kid]);
+    // An announcement reaches the store as a create of a peer's key.
+    const peer = await realKey(HOUR, 'peer');
+    await t.store.create(peer);
+    expect(t.store.snapshot.version).to.be.above(afterCreate.version);
+    expect(jwksKids()).to.have.members([own.kid, peer.kid]);
+  });
+
+  it('serves the same bytes and ETag for the same keys whatever order they arrived in', async () => {
+    t = build();
+    await t.store.start();
+    const a = await realKey(HOUR);
+    const b = await realKey(HOUR, 'peer');
+    await t.store.create(a);
+    await t.store.create(b);
+    const other = new KeyStore({
+      backend: new MemoryOnlyBackend(new MemoryPublicKeyRepository(t.clock)),
+      ...INTERVALS,
+      clock: t.clock,
+      log: silentLogger(),
+    });
+    await other.start();
+    try {
+      await other.create(b);
+      await other.create(a);
+      expect(other.snapshot.etag).to.equal(t.store.snapshot.etag);
+      expect(other.snapshot.jwks.equals(t.store.snapshot.jwks)).to.be.true;
+    } finally {
+      await other.stop();
+    }
+  });
+
+  it('is rebuilt by the periodic reload when another replica wrote a key straight into Postgres', async () => {
+    t = build();
+    await t.store.start();
+    const version = t.store.snapshot.version;
+    const written = await realKey(HOUR);
+    t.pg.rows.set(written.kid, written);
+    await t.timers.tickAsync(INTERVALS.reloadIntervalMs - 1);
+    expect(kids()).to.deep.equal([]);
+    await t.timers.tickAsync(1);
+    expect(kids()).to.deep.equal([written.kid]);
+    expect(t.store.snapshot.version).to.equal(version + 1);
+  });
+
+  it('does not reload while Postgres is marked unavailable; the recovery reloads instead', async () => {
+    t = build();
+    await t.store.start();
+    t.pg.mode = 'down';
+    await t.store.get('anything'); // marks Postgres unavailable
+    const lists = t.pg.list.callCount;
+    await t.timers.tickAsync(INTERVALS.reloadIntervalMs);
+    expect(await t.store.reload()).to.be.false;
+    expect(t.pg.list.callCount).to.equal(lists);
+    const written = await realKey(HOUR);
+    t.pg.rows.set(written.kid, written);
+    t.pg.mode = 'up';
+    await t.timers.tickAsync(INTERVALS.probeIntervalMs);
+    expect(kids()).to.deep.equal([written.kid]);
+  });
+
+  it('drops a key the moment it expires, before any clean-up runs, and only then', async () => {
+    t = build();
+    await t.store.start();
+    const short = await realKey(5000);
+    const long = await realKey(HOUR);
+    await t.store.create(short);
+    await t.store.create(long);
+    const version = t.store.snapshot.version;
+    await t.timers.tickAsync(4999);
+    expect(t.store.snapshot.version).to.equal(version);
+    expect(kids()).to.have.members([short.kid, long.kid]);
+    await t.timers.tickAsync(1);
+    expect(kids()).to.deep.equal([long.kid]);
+    expect(t.store.snapshot.get(short.kid)).to.be.undefined;
+    expect(t.store.snapshot.version).to.equal(version + 1);
+    // The clean-up that follows removes it from memory; the set served does not change again.
+    await t.timers.tickAsync(INTERVALS.cleanupIntervalMs);
+    expect(t.store.snapshot.version).to.equal(version + 1);
+  });
+
+  it('is not rebuilt when nothing changed: reads, flushes, probes, reloads and repeated creates leave it as it is', async () => {
+    t = build();
+    const key = await realKey(HOUR);
+    t.pg.rows.set(key.kid, key);
+    await t.store.start();
+    const snapshot = t.store.snapshot;
+    await t.store.get(key.kid);
+    await t.store.list();
+    await t.store.create(key);
+    await t.store.reload();
+    await t.store.ask({ type: 'flush' });
+    await t.store.ask({ type: 'probe' });
+    await t.timers.tickAsync(INTERVALS.reloadIntervalMs);
+    expect(t.store.snapshot).to.equal(snapshot);
+  });
+
+  it('shares one reload between concurrent requests for one', async () => {
+    t = build();
+    await t.store.start();
+    const lists = t.pg.list.callCount;
+    const answers = await Promise.all(Array.from({ length: 50 }, () => t.store.reload()));
+    expect(answers.every((a) => a)).to.be.true;
+    expect(t.pg.list.callCount).to.equal(lists + 1);
   });
 });
