@@ -26,7 +26,8 @@ describe('token service – delegation (RFC 8693 §2.1, §4.1, §4.4)', () => {
   let previousKey: SigningKey;
   let service: TokenService;
   let ownKey: sinon.SinonStub<[string], Promise<PublicKey | undefined>>;
-  const signer = new SigningPool({ workers: 0 });
+  // Made in before(): closed in after(), so a second run of this file needs a new one.
+  let signer: SigningPool;
   const forger = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
 
   const jwks = (idp: TestIdp, name: string) =>
@@ -43,6 +44,7 @@ describe('token service – delegation (RFC 8693 §2.1, §4.1, §4.4)', () => {
     });
 
   before(async () => {
+    signer = new SigningPool({ workers: 0 });
     acme = await new TestIdp('acme-key').start();
     other = await new TestIdp('other-key').start();
     const lifetime = { activeMs: 3_600_000, tokenMaxTtlMs: 3_600_000, skewMs: 60_000 };

@@ -25,9 +25,11 @@ describe('token service – CEL claim rules', () => {
   let idp: TestIdp;
   let key: SigningKey;
   let service: TokenService;
-  const signer = new SigningPool({ workers: 0 });
+  // Made in before(): closed in after(), so a second run of this file needs a new one.
+  let signer: SigningPool;
 
   before(async () => {
+    signer = new SigningPool({ workers: 0 });
     idp = await new TestIdp('idp-cel').start();
     key = await generateSigningKey(
       'ES256',
