@@ -29,7 +29,11 @@ const GROUPS: Record<string, Group> = {
       'src/keys/pending-writes.ts',
       'src/keys/memory-repository.ts',
     ],
-    tests: ['tests/unit/keys/fault-tolerant-repository.test.ts', 'tests/unit/keys/key-store.test.ts'],
+    tests: [
+      'tests/unit/keys/fault-tolerant-repository.test.ts',
+      'tests/unit/keys/fault-tolerant-repository.pins.test.ts',
+      'tests/unit/keys/key-store.test.ts',
+    ],
   },
   'key-reads': {
     mutate: ['src/keys/public-key-reads.ts'],
@@ -37,7 +41,7 @@ const GROUPS: Record<string, Group> = {
   },
   'subject-token': {
     mutate: ['src/tokens/subject-token.ts'],
-    tests: ['tests/unit/tokens/subject-token.test.ts'],
+    tests: ['tests/unit/tokens/subject-token.test.ts', 'tests/unit/tokens/subject-token.pins.test.ts'],
   },
   claims: {
     mutate: ['src/tokens/claims.ts'],

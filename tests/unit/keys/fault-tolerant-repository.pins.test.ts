@@ -50,6 +50,14 @@ function setup(memory?: MemoryPublicKeyRepository): Fixture {
   return { timers, clock, pg, memory: mem, pending, log, warn, error, info, repo };
 }
 
+/** The `err` of every "postgres call failed" warning, in order. */
+function failedErrors(f: Fixture): string[] {
+  return f.warn
+    .getCalls()
+    .filter((call) => call.args[1] === 'postgres call failed')
+    .map((call) => (call.args[0] as { err: string }).err);
+}
+
 /** The `operation` of every "postgres call failed" warning, in order. */
 function failedOperations(f: Fixture): string[] {
   return f.warn
@@ -168,6 +176,18 @@ describe('fault-tolerant repository – pinned requirements', () => {
       expect(result.remaining).to.equal(1);
       expect(result.error).to.be.instanceOf(Error);
       expect(failedOperations(f)).to.deep.equal(['flush']);
+      // A round that wrote and dropped nothing has nothing to report.
+      expect(f.info.called).to.be.false;
+    });
+
+    it('FT3: a round that only dropped expired keys reports them', async () => {
+      const due = makeKey({ expiresAt: T0 + 1000 });
+      f.pending.add(due);
+      f.timers.tick(1000);
+      await f.repo.flushPending();
+      expect(f.info.args).to.deep.equal([
+        [{ written: [], dropped: [due.kid], remaining: 0 }, 'pending keys flushed'],
+      ]);
     });
 
     it('FT3: a key expiring exactly now is dropped, one a millisecond younger is written', async () => {
@@ -234,6 +254,53 @@ describe('fault-tolerant repository – pinned requirements', () => {
       expect(f.warn.calledWith('postgres marked unavailable; serving keys from memory')).to.be.true;
     });
 
+    it('FT5/FT6: an outage is announced once, however many calls fail during it', async () => {
+      const onAvailabilityChange = sinon.spy();
+      f.timers.restore();
+      f = setup();
+      const repo = new FaultTolerantPublicKeyRepository({
+        postgres: f.pg,
+        memory: f.memory,
+        pending: f.pending,
+        clock: f.clock,
+        timeoutMs: TIMEOUT,
+        log: f.log,
+        hooks: { onAvailabilityChange },
+      });
+      f.pg.mode = 'down';
+      await repo.get('x');
+      await repo.deleteExpired();
+      await repo.deleteExpired();
+      expect(failedOperations(f)).to.deep.equal(['get', 'deleteExpired', 'deleteExpired']);
+      const announced = f.warn
+        .getCalls()
+        .filter((c) => c.args[0] === 'postgres marked unavailable; serving keys from memory');
+      expect(announced).to.have.length(1);
+      expect(onAvailabilityChange.args).to.deep.equal([[false]]);
+      f.pg.mode = 'up';
+      expect(await repo.probe()).to.be.true;
+      expect(onAvailabilityChange.args).to.deep.equal([[false], [true]]);
+      expect(
+        f.warn
+          .getCalls()
+          .filter((c) => c.args[0] === 'postgres marked unavailable; serving keys from memory'),
+      ).to.have.length(1);
+    });
+
+    it('FT2/FT5: a stalled call is logged as a timeout naming the Postgres operation', async () => {
+      f.pg.mode = 'stall';
+      const getting = f.repo.get('x');
+      await f.timers.tickAsync(TIMEOUT);
+      await getting;
+      const deleting = f.repo.deleteExpired();
+      await f.timers.tickAsync(TIMEOUT);
+      await deleting;
+      expect(failedErrors(f)).to.deep.equal([
+        `TimeoutError: postgres get timed out after ${TIMEOUT} ms`,
+        `TimeoutError: postgres deleteExpired timed out after ${TIMEOUT} ms`,
+      ]);
+    });
+
     it('FT5: what each store removed is logged', async () => {
       const stale = makeKey({ expiresAt: T0 + 1000 });
       f.pg.rows.set(stale.kid, stale);
@@ -279,6 +346,7 @@ describe('fault-tolerant repository – pinned requirements', () => {
       await f.timers.tickAsync(TIMEOUT);
       expect(await probing).to.be.false;
       expect(failedOperations(f)).to.deep.equal(['get', 'reload']);
+      expect(failedErrors(f)[1]).to.equal(`TimeoutError: postgres list timed out after ${TIMEOUT} ms`);
     });
 
     it('FT6: recovery logs how many keys were reloaded', async () => {
@@ -314,6 +382,7 @@ describe('fault-tolerant repository – pinned requirements', () => {
       await timers.tickAsync(2 * TIMEOUT);
       answer([makeKey({ expiresAt: T0 + HOUR })]);
       expect(await loading).to.be.true;
+      expect(pg.list.calledOnce).to.be.true;
       expect(repo.postgresAvailable).to.be.true;
       expect(info.calledWith({ keys: 1 }, 'public keys loaded from postgres')).to.be.true;
     });
@@ -322,6 +391,14 @@ describe('fault-tolerant repository – pinned requirements', () => {
       f.pg.mode = 'down';
       expect(await f.repo.loadAll()).to.be.false;
       expect(failedOperations(f)).to.deep.equal(['loadAll']);
+    });
+
+    it('FT7: a stalled load is logged as a timeout of the Postgres list', async () => {
+      f.pg.mode = 'stall';
+      const loading = f.repo.loadAll();
+      await f.timers.tickAsync(TIMEOUT);
+      expect(await loading).to.be.false;
+      expect(failedErrors(f)).to.deep.equal([`TimeoutError: postgres list timed out after ${TIMEOUT} ms`]);
     });
   });
 });
