@@ -45,11 +45,11 @@ const GROUPS: Record<string, Group> = {
   },
   claims: {
     mutate: ['src/tokens/claims.ts'],
-    tests: ['tests/unit/tokens/claims.test.ts'],
+    tests: ['tests/unit/tokens/claims.test.ts', 'tests/unit/tokens/claims.pins.test.ts'],
   },
   'client-auth': {
     mutate: ['src/tokens/client-auth.ts'],
-    tests: ['tests/unit/tokens/client-auth.test.ts'],
+    tests: ['tests/unit/tokens/client-auth.test.ts', 'tests/unit/tokens/client-auth.pins.test.ts'],
   },
   form: {
     mutate: ['src/http/form.ts'],
