@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
+import { SIGNING_ALGS, type SigningAlg } from './keys/public-key.js';
 
 /** Treats an empty variable like an unset one, so `FOO=` falls back to the default. */
 const unsetIfEmpty = (v: unknown) => (v === '' ? undefined : v);
@@ -77,7 +78,7 @@ const envSchema = z
     KEYSTORE_FLUSH_INTERVAL_MS: millis(5000),
     KEYSTORE_PROBE_INTERVAL_MS: millis(2000),
     KEYSTORE_CLEANUP_INTERVAL_MS: millis(60_000),
-    SIGNING_ALG: z.preprocess(unsetIfEmpty, z.enum(['ES256', 'EdDSA', 'RS256']).default('ES256')),
+    SIGNING_ALG: z.preprocess(unsetIfEmpty, z.enum(SIGNING_ALGS).default('ES256')),
     KEY_ROTATION_INTERVAL_S: seconds(3600),
     TOKEN_MAX_TTL_S: seconds(3600),
     CLOCK_SKEW_S: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(0).max(3600).default(60)),
@@ -191,7 +192,7 @@ export interface Config {
     readonly cleanupIntervalMs: number;
   };
   readonly signing: {
-    readonly alg: 'ES256' | 'EdDSA' | 'RS256';
+    readonly alg: SigningAlg;
     readonly rotationIntervalS: number;
     readonly publishGraceS: number;
     readonly publishRetryMs: number;
