@@ -8,6 +8,7 @@ import { HttpServer } from './http/server.js';
 import { GradesReplica } from './grades/grades-replica.js';
 import { BasicAuth, getRoutes, setRoutes } from './grades/routes.js';
 import { createFaultTolerantRepository } from './keys/fault-tolerant-repository.js';
+import { KeyAdmission } from './keys/key-admission.js';
 import { KeyStore, MemoryOnlyBackend, type KeyStoreBackend } from './keys/key-store.js';
 import { MemoryPublicKeyRepository } from './keys/memory-repository.js';
 import { createPgPool } from './keys/pg-pool.js';
@@ -74,6 +75,34 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
     registers: [metrics.registry],
   });
 
+  const rotationIntervalMs = config.signing.rotationIntervalS * 1000;
+  const publishGraceMs = config.signing.publishGraceS * 1000;
+  const tokenMaxTtlMs = config.signing.tokenMaxTtlS * 1000;
+  const skewMs = config.signing.clockSkewS * 1000;
+  const keyLifetime = keyLifetimeMs(
+    signingKeyLifetime({ rotationIntervalMs, publishGraceMs, tokenMaxTtlMs, skewMs }),
+  );
+
+  // Every key from outside this process (peers' announcements, Postgres rows) is verified before it is stored or
+  // served (SPEC X7).
+  const refusedKeys = new Counter({
+    name: 'keys_refused_total',
+    help: 'Public keys refused by key verification, by source (nats, postgres) and reason.',
+    labelNames: ['source', 'reason'] as const,
+    registers: [metrics.registry],
+  });
+  const keyGate = new KeyAdmission({
+    policy: { algorithms: config.signing.acceptAlgs, keyLifetimeMs: keyLifetime, skewMs },
+    clock,
+    log: log.child({ component: 'key-admission' }),
+    onRefused: (source, reason) => refusedKeys.inc({ source, reason }),
+  });
+  const rejectedKeys = new Counter({
+    name: 'keystore_postgres_rejected_total',
+    help: 'Public keys Postgres refused for their data, set aside from pending writes (kept in memory).',
+    registers: [metrics.registry],
+  });
+
   let backend: KeyStoreBackend;
   if (config.database) {
     const db = config.database;
@@ -85,7 +114,11 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
       timeoutMs: config.keyStore.pgTimeoutMs,
       loadTimeoutMs: db.connectTimeoutMs,
       log: log.child({ component: 'public-keys' }),
-      hooks: { onPostgresFailure: (operation) => failures.inc({ operation }) },
+      hooks: {
+        onPostgresFailure: (operation) => failures.inc({ operation }),
+        onKeyRejected: () => rejectedKeys.inc(),
+      },
+      gate: keyGate,
     });
   } else {
     log.warn('DATABASE_URL is not set: public keys live in this process only');
@@ -110,11 +143,6 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
   });
   components.push({ name: 'signing-pool', start: () => Promise.resolve(), stop: () => signer.close() });
 
-  const rotationIntervalMs = config.signing.rotationIntervalS * 1000;
-  const publishGraceMs = config.signing.publishGraceS * 1000;
-  const tokenMaxTtlMs = config.signing.tokenMaxTtlS * 1000;
-  const skewMs = config.signing.clockSkewS * 1000;
-
   let nats: NatsClient | undefined;
   let announcer: NatsKeyAnnouncer | undefined;
   if (config.nats) {
@@ -130,9 +158,10 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
       nats,
       bucket: config.nats.keysBucket,
       // Announcements live exactly as long as the keys they carry.
-      ttlMs: keyLifetimeMs(signingKeyLifetime({ rotationIntervalMs, publishGraceMs, tokenMaxTtlMs, skewMs })),
+      ttlMs: keyLifetime,
       replicaId: config.replicaId,
       keyStore,
+      gate: keyGate,
       timeoutMs: config.keyStore.pgTimeoutMs,
       log,
     });
@@ -251,7 +280,12 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
   const tokensReadiness = [
     {
       name: 'key-store',
-      check: () => ({ ready: keyStore.status === 'running', detail: keyStore.state }),
+      // Not ready while Postgres answers yet refuses key writes (a fault waiting will not heal); an outage leaves
+      // the replica ready, serving keys from memory.
+      check: () => ({
+        ready: keyStore.status === 'running' && !keyStore.state.writesStuck,
+        detail: keyStore.state,
+      }),
     },
     {
       name: 'signing-key',

@@ -79,6 +79,19 @@ const envSchema = z
     KEYSTORE_PROBE_INTERVAL_MS: millis(2000),
     KEYSTORE_CLEANUP_INTERVAL_MS: millis(60_000),
     SIGNING_ALG: z.preprocess(unsetIfEmpty, z.enum(SIGNING_ALGS).default('ES256')),
+    KEY_ACCEPT_ALGS: z.preprocess(
+      unsetIfEmpty,
+      z
+        .string()
+        .transform((s) =>
+          s
+            .split(',')
+            .map((a) => a.trim())
+            .filter(Boolean),
+        )
+        .pipe(z.array(z.enum(SIGNING_ALGS)).min(1))
+        .optional(),
+    ),
     KEY_ROTATION_INTERVAL_S: seconds(3600),
     TOKEN_MAX_TTL_S: seconds(3600),
     CLOCK_SKEW_S: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(0).max(3600).default(60)),
@@ -159,6 +172,13 @@ const envSchema = z
         message: 'must not exceed TOKEN_MAX_TTL_S',
       });
     }
+    if (env.KEY_ACCEPT_ALGS && !env.KEY_ACCEPT_ALGS.includes(env.SIGNING_ALG)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['KEY_ACCEPT_ALGS'],
+        message: 'must include SIGNING_ALG (a replica must trust its own keys)',
+      });
+    }
     if (env.DATABASE_QUERY_TIMEOUT_MS <= env.KEYSTORE_PG_TIMEOUT_MS) {
       ctx.addIssue({
         code: 'custom',
@@ -193,6 +213,8 @@ export interface Config {
   };
   readonly signing: {
     readonly alg: SigningAlg;
+    /** Algorithms of peers' keys this replica trusts: `alg`, plus others while a cluster changes algorithm. */
+    readonly acceptAlgs: readonly SigningAlg[];
     readonly rotationIntervalS: number;
     readonly publishGraceS: number;
     readonly publishRetryMs: number;
@@ -265,6 +287,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     signing: {
       alg: e.SIGNING_ALG,
+      acceptAlgs: e.KEY_ACCEPT_ALGS ?? [e.SIGNING_ALG],
       rotationIntervalS: e.KEY_ROTATION_INTERVAL_S,
       publishGraceS: e.KEY_PUBLISH_GRACE_S,
       publishRetryMs: e.KEY_PUBLISH_RETRY_MS,

@@ -1,7 +1,12 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { PublicKey } from './public-key.js';
-import { verifyPublicKey, type KeyRefusalReason, type KeyTrustPolicy } from './verify-public-key.js';
+import {
+  verifyPublicKey,
+  type KeyRefusalReason,
+  type KeyTrustPolicy,
+  type KeyVerdict,
+} from './verify-public-key.js';
 
 /** Where a key came from, as the `source` label of `keys_refused_total`. */
 export type KeySource = 'nats' | 'postgres';
@@ -51,7 +56,12 @@ export class KeyAdmission implements KeyGate {
     const record = JSON.stringify(key);
     const known = this.#refused.get(key.kid);
     if (known && known.record === record && now < known.until) return false;
-    const verdict = await verifyPublicKey(key, this.#o.policy, now);
+    // The check is written not to throw; should a record still make it, the record is refused, not trusted.
+    const verdict = await verifyPublicKey(key, this.#o.policy, now).catch((): KeyVerdict => ({
+      trusted: false,
+      reason: 'malformed',
+      detail: 'verification failed',
+    }));
     if (verdict.trusted) {
       this.#refused.delete(key.kid);
       return true;

@@ -10,6 +10,8 @@ export interface KeyStoreBackend extends PublicKeyRepository {
   readonly durable: boolean;
   readonly postgresAvailable: boolean;
   readonly pendingCount: number;
+  /** True while the durable store answers but refuses pending writes for a reason other than their data. */
+  readonly writesStuck: boolean;
   /** True while `kid` waits to be written to the durable store. */
   isPending(kid: string): boolean;
   loadAll(): Promise<boolean>;
@@ -66,11 +68,18 @@ export class KeyStore extends Actor<KeyStoreMessage, KeyStoreReplies> {
   }
 
   /** Read-only view of the store's health, for readiness and metrics. */
-  get state(): { durable: boolean; postgresAvailable: boolean; pending: number; backlog: number } {
+  get state(): {
+    durable: boolean;
+    postgresAvailable: boolean;
+    pending: number;
+    writesStuck: boolean;
+    backlog: number;
+  } {
     return {
       durable: this.#backend.durable,
       postgresAvailable: this.#backend.postgresAvailable,
       pending: this.#backend.pendingCount,
+      writesStuck: this.#backend.writesStuck,
       backlog: this.backlog,
     };
   }
@@ -151,6 +160,7 @@ export class MemoryOnlyBackend implements KeyStoreBackend {
   readonly durable = false;
   readonly postgresAvailable = false;
   readonly pendingCount = 0;
+  readonly writesStuck = false;
   readonly #memory: PublicKeyRepository;
 
   constructor(memory: PublicKeyRepository) {
@@ -167,7 +177,7 @@ export class MemoryOnlyBackend implements KeyStoreBackend {
   }
   /** Nothing is ever pending. */
   flushPending(): Promise<FlushResult> {
-    return Promise.resolve({ written: [], dropped: [], remaining: 0 });
+    return Promise.resolve({ written: [], dropped: [], rejected: [], remaining: 0 });
   }
   /** There is nothing to probe. */
   probe(): Promise<boolean> {

@@ -1,9 +1,11 @@
-import { createPublicKey } from 'node:crypto';
+import { createPublicKey, type JsonWebKey } from 'node:crypto';
 import { calculateJwkThumbprint } from 'jose';
 import type { PublicKey, SigningAlg } from './public-key.js';
 
 /** Why a public key was refused; a stable label for logs and the `keys_refused_total` metric. */
 export type KeyRefusalReason =
+  /** Not a key record at all: a `kid` or replica id that is not a string, a JWK that is not an object. */
+  | 'malformed'
   /** `createdAt` or `expiresAt` is not a plausible instant, or the key expires before it is created. */
   | 'bad_dates'
   /** `createdAt` lies further in the future than the clock-skew leeway allows. */
@@ -75,6 +77,16 @@ export async function verifyPublicKey(
   policy: KeyTrustPolicy,
   now: number,
 ): Promise<KeyVerdict> {
+  const jwk = key.jwk as unknown;
+  if (
+    typeof key.kid !== 'string' ||
+    typeof key.replicaId !== 'string' ||
+    typeof jwk !== 'object' ||
+    jwk === null ||
+    Array.isArray(jwk)
+  ) {
+    return refuse('malformed', 'not a key record');
+  }
   const { createdAt, expiresAt } = key;
   if (
     !Number.isSafeInteger(createdAt) ||
@@ -95,25 +107,28 @@ export async function verifyPublicKey(
     );
   }
 
-  const jwk = key.jwk as unknown as Record<string, unknown>;
   const members = Object.keys(jwk);
   const secret = members.find((m) => PRIVATE_MEMBERS.has(m));
   if (secret !== undefined) return refuse('private_member', `private member "${secret}"`);
 
   const alg = key.alg;
+  const fields = jwk as Record<string, unknown>;
   if (!policy.algorithms.includes(alg)) return refuse('algorithm', `algorithm ${String(alg).slice(0, 16)}`);
   const shape = SHAPES[alg];
   const unknown = members.find((m) => !shape.members.has(m));
   if (unknown !== undefined) return refuse('unknown_member', `member "${unknown.slice(0, 16)}"`);
-  if (jwk.kid !== key.kid || jwk.alg !== alg || jwk.use !== 'sig') {
+  if (fields.kid !== key.kid || fields.alg !== alg || fields.use !== 'sig') {
     return refuse('header_mismatch', 'kid, alg or use differ between the record and its JWK');
   }
-  if (jwk.kty !== shape.kty || jwk.crv !== shape.crv) {
-    return refuse('key_type', `${String(jwk.kty).slice(0, 8)}/${String(jwk.crv).slice(0, 16)} for ${alg}`);
+  if (fields.kty !== shape.kty || fields.crv !== shape.crv) {
+    return refuse(
+      'key_type',
+      `${String(fields.kty).slice(0, 8)}/${String(fields.crv).slice(0, 16)} for ${alg}`,
+    );
   }
 
   try {
-    const imported = createPublicKey({ key: jwk, format: 'jwk' });
+    const imported = createPublicKey({ key: fields as JsonWebKey, format: 'jwk' });
     const bits = imported.asymmetricKeyDetails?.modulusLength;
     if (shape.kty === 'RSA' && (bits === undefined || bits < MIN_RSA_BITS)) {
       return refuse('key_material', `RSA modulus of ${String(bits)} bits`);
@@ -122,10 +137,7 @@ export async function verifyPublicKey(
     return refuse('key_material', `not a valid ${alg} public key`);
   }
 
-  const thumbprint = await calculateJwkThumbprint(
-    jwk,
-    'sha256',
-  );
+  const thumbprint = await calculateJwkThumbprint(fields, 'sha256');
   if (thumbprint !== key.kid) return refuse('kid_mismatch', 'kid is not the RFC 7638 thumbprint of the key');
   return { trusted: true };
 }

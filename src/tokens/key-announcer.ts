@@ -3,6 +3,7 @@ import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import type { QueuedIterator } from '@nats-io/nats-core';
 import type { Logger } from 'pino';
 import { describeError } from '../errors.js';
+import type { KeyGate } from '../keys/key-admission.js';
 import type { KeyStore } from '../keys/key-store.js';
 import { parsePublicKey } from '../keys/public-key-schema.js';
 import type { PublicKey } from '../keys/public-key.js';
@@ -24,6 +25,8 @@ export interface NatsKeyAnnouncerOptions {
   readonly ttlMs: number;
   readonly replicaId: string;
   readonly keyStore: KeyStore;
+  /** Verifies every peer key before it is stored (SPEC X7). */
+  readonly gate: KeyGate;
   readonly timeoutMs: number;
   readonly log: Logger;
 }
@@ -118,6 +121,7 @@ export class NatsKeyAnnouncer implements KeyAnnouncer {
         continue;
       }
       if (key.replicaId === this.#o.replicaId) continue;
+      if (!(await this.#o.gate.admit(key, 'nats'))) continue;
       try {
         await this.#o.keyStore.create(key);
         this.#o.log.debug({ kid: key.kid, from: key.replicaId }, 'peer key added');

@@ -42,6 +42,14 @@ describe('verify public key (SPEC X7)', () => {
     for (const key of [es256, eddsa, rs256]) expect(await reason(key)).to.equal('trusted', key.alg);
   });
 
+  it('refuses a record that is not a key record (a row whose jwk column holds anything)', async () => {
+    for (const jwk of [null, [], 'x', 42]) {
+      expect(await reason({ ...es256, jwk: jwk as unknown as PublicJwk })).to.equal('malformed');
+    }
+    expect(await reason({ ...es256, kid: 7 as unknown as string })).to.equal('malformed');
+    expect(await reason({ ...es256, replicaId: undefined as unknown as string })).to.equal('malformed');
+  });
+
   describe('dates', () => {
     it('refuses dates that are not whole milliseconds in a Date’s range, or an expiry before creation', async () => {
       expect(await reason({ ...es256, createdAt: NOW - 0.5 })).to.equal('bad_dates');
