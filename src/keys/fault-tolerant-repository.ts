@@ -71,6 +71,8 @@ export class FaultTolerantPublicKeyRepository implements KeyStoreBackend {
   readonly #gate: KeyGate | undefined;
   #available = true;
   #writesStuck = false;
+  /** Keys Postgres refused for their data, until they expire: `kid` → `expiresAt`. */
+  readonly #setAside = new Map<string, number>();
 
   constructor(options: FaultTolerantOptions) {
     this.#postgres = options.postgres;
@@ -107,6 +109,11 @@ export class FaultTolerantPublicKeyRepository implements KeyStoreBackend {
     return this.#pending.has(kid);
   }
 
+  /** True when Postgres refused `kid` for its data: it lives in memory only, until it expires. */
+  isSetAside(kid: string): boolean {
+    return this.#setAside.has(kid);
+  }
+
   /** Start-up (FT7): loads every unexpired key from Postgres into memory; false (and unavailable) if it can't. */
   async loadAll(): Promise<boolean> {
     try {
@@ -132,7 +139,7 @@ export class FaultTolerantPublicKeyRepository implements KeyStoreBackend {
       await this.#pg('create', this.#postgres.create(key));
       this.#pending.delete(key.kid);
     } catch (err) {
-      if (isStorageDataError(err)) this.#rejected(key.kid, err);
+      if (isStorageDataError(err)) this.#rejected(key, err);
       else this.#pending.add(key);
     }
   }
@@ -180,6 +187,8 @@ export class FaultTolerantPublicKeyRepository implements KeyStoreBackend {
     } catch (err) {
       this.#log.error({ err: describeError(err) }, 'memory deleteExpired failed');
     }
+    const now = this.#clock.now();
+    for (const [kid, expiresAt] of this.#setAside) if (expiresAt <= now) this.#setAside.delete(kid);
     const dropped = this.#pending.dropExpired();
     if (dropped.length > 0) this.#log.info({ dropped }, 'expired pending keys dropped');
     return removed;
@@ -230,7 +239,7 @@ export class FaultTolerantPublicKeyRepository implements KeyStoreBackend {
   /** One round of pending writes; reports what it did, and sets aside keys Postgres refused for their data. */
   async #flush(): Promise<FlushResult> {
     const result = await this.#pending.flush((key) => this.#pg('flush', this.#postgres.create(key)));
-    for (const { kid, error } of result.rejected) this.#rejected(kid, error);
+    for (const { key, error } of result.rejected) this.#rejected(key, error);
     if (result.written.length > 0 || result.dropped.length > 0) {
       this.#log.info(
         { written: result.written, dropped: result.dropped, remaining: result.remaining },
@@ -250,10 +259,11 @@ export class FaultTolerantPublicKeyRepository implements KeyStoreBackend {
     }
   }
 
-  #rejected(kid: string, err: unknown): void {
-    this.#hooks.onKeyRejected?.(kid);
+  #rejected(key: PublicKey, err: unknown): void {
+    this.#setAside.set(key.kid, key.expiresAt);
+    this.#hooks.onKeyRejected?.(key.kid);
     this.#log.error(
-      { kid, err: describeError(err) },
+      { kid: key.kid, err: describeError(err) },
       'postgres refused a public key for its data; set aside (it stays in memory and serves while valid)',
     );
   }

@@ -14,6 +14,8 @@ export interface KeyStoreBackend extends PublicKeyRepository {
   readonly writesStuck: boolean;
   /** True while `kid` waits to be written to the durable store. */
   isPending(kid: string): boolean;
+  /** True when the durable store refused `kid` for its data: it lives in memory only. */
+  isSetAside(kid: string): boolean;
   loadAll(): Promise<boolean>;
   flushPending(): Promise<FlushResult>;
   probe(): Promise<boolean>;
@@ -30,7 +32,7 @@ export type KeyStoreMessage =
 
 /** The reply to each message type. */
 export interface KeyStoreReplies {
-  /** Whether the key is now in the durable store (false while pending, and always false without one). */
+  /** Whether the key is now in the durable store (false while pending or set aside, and without one). */
   create: boolean;
   get: PublicKey | undefined;
   list: PublicKey[];
@@ -130,7 +132,11 @@ export class KeyStore extends Actor<KeyStoreMessage, KeyStoreReplies> {
     switch (msg.type) {
       case 'create':
         await this.#backend.create(msg.key);
-        return this.#backend.durable && !this.#backend.isPending(msg.key.kid);
+        return (
+          this.#backend.durable &&
+          !this.#backend.isPending(msg.key.kid) &&
+          !this.#backend.isSetAside(msg.key.kid)
+        );
       case 'get':
         return this.#backend.get(msg.kid);
       case 'list':
@@ -169,6 +175,10 @@ export class MemoryOnlyBackend implements KeyStoreBackend {
 
   /** Nothing is ever pending. */
   isPending(): boolean {
+    return false;
+  }
+  /** Nothing is ever refused. */
+  isSetAside(): boolean {
     return false;
   }
   /** Nothing to load. */

@@ -9,7 +9,7 @@ export interface FlushResult {
   /** Keys that expired while waiting; removed, never written (FT3). */
   readonly dropped: readonly string[];
   /** Keys Postgres refused for their data; set aside (removed), never retried. */
-  readonly rejected: readonly { readonly kid: string; readonly error: unknown }[];
+  readonly rejected: readonly { readonly kid: string; readonly key: PublicKey; readonly error: unknown }[];
   /** Keys still waiting after this round. */
   readonly remaining: number;
   /** Why the round stopped early, if it did. */
@@ -76,7 +76,7 @@ export class PendingWrites {
   async flush(write: (key: PublicKey) => Promise<void>): Promise<FlushResult> {
     const dropped = this.dropExpired();
     const written: string[] = [];
-    const rejected: { kid: string; error: unknown }[] = [];
+    const rejected: { kid: string; key: PublicKey; error: unknown }[] = [];
     for (const [kid, key] of [...this.#keys]) {
       try {
         await write(key);
@@ -84,7 +84,7 @@ export class PendingWrites {
         if (!isStorageDataError(error))
           return { written, dropped, rejected, remaining: this.#keys.size, error };
         this.#keys.delete(kid);
-        rejected.push({ kid, error });
+        rejected.push({ kid, key, error });
         continue;
       }
       this.#keys.delete(kid);

@@ -447,6 +447,7 @@ describe('fault-tolerant repository', () => {
       expect(f.hooks.onPostgresFailure.called).to.be.false;
       expect(f.hooks.onKeyRejected.calledOnceWith(bad.kid)).to.be.true;
       expect(await f.repo.get(bad.kid)).to.deep.equal(bad);
+      expect(f.repo.isSetAside(bad.kid)).to.be.true;
     });
 
     it('a refused key at the head of pending writes is set aside and the keys behind it are written in the same round', async () => {

@@ -45,6 +45,30 @@ describe('key store actor', () => {
     expect(await t.store.get(key.kid)).to.deep.equal(key);
   });
 
+  it('a key Postgres refuses for its data is not reported stored, so it never counts as published', async () => {
+    t = build();
+    await t.store.start();
+    const bad = makeKey({ expiresAt: T0 + HOUR });
+    t.pg.refusedKids.add(bad.kid);
+    expect(await t.store.create(bad)).to.be.false;
+    expect(await t.store.create(makeKey({ expiresAt: T0 + HOUR }))).to.be.true;
+    expect(t.store.state).to.include({ postgresAvailable: true, pending: 0, writesStuck: false });
+  });
+
+  it('the probe finds a Postgres that answers but refuses writes: the store reports its writes stuck', async () => {
+    t = build();
+    t.pg.mode = 'down';
+    await t.store.start();
+    await t.store.create(makeKey({ expiresAt: T0 + HOUR }));
+    t.pg.mode = 'up';
+    t.pg.failWrites = new Error('permission denied for table public_keys');
+    await t.timers.tickAsync(INTERVALS.probeIntervalMs);
+    expect(t.store.state).to.include({ postgresAvailable: false, pending: 1, writesStuck: true });
+    t.pg.failWrites = undefined;
+    await t.timers.tickAsync(INTERVALS.flushIntervalMs);
+    expect(t.store.state).to.include({ postgresAvailable: true, pending: 0, writesStuck: false });
+  });
+
   it('starts with Postgres unreachable and serves what it creates (FT7)', async () => {
     t = build();
     t.pg.mode = 'down';
@@ -110,6 +134,7 @@ describe('key store actor', () => {
       pendingCount: 0,
       writesStuck: false,
       isPending: () => false,
+      isSetAside: () => false,
       loadAll: track('loadAll', true),
       flushPending: track('flush', { written: [], dropped: [], rejected: [], remaining: 0 }),
       probe: track('probe', true),
