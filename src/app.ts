@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Counter } from 'prom-client';
 import { systemClock, type Clock } from './clock.js';
+import { MessageAuth } from './cluster/message-auth.js';
 import type { Config } from './config.js';
 import { healthRoutes } from './http/health.js';
 import { HttpServer } from './http/server.js';
@@ -146,11 +147,23 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
   let nats: NatsClient | undefined;
   let announcer: NatsKeyAnnouncer | undefined;
   if (config.nats) {
+    // One authenticator for every message replicas exchange over NATS (key announcements; grades to follow).
+    const clusterAuth = config.clusterSecret
+      ? new MessageAuth({
+          current: config.clusterSecret.current,
+          ...(config.clusterSecret.previous ? { previous: config.clusterSecret.previous } : {}),
+        })
+      : undefined;
+    if (!clusterAuth) {
+      log.warn('CLUSTER_SECRET is not set: messages on NATS are not authenticated, so NATS must be trusted');
+    }
     nats = new NatsClient({
       url: config.nats.url,
       name: `token-grades/${config.replicaId}`,
       startWaitMs: config.nats.connectWaitMs,
       retryMs: 1000,
+      ...(config.nats.auth ? { auth: config.nats.auth } : {}),
+      ...(config.nats.tls ? { tls: config.nats.tls } : {}),
       log,
     });
     components.push(nats);
@@ -162,6 +175,8 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
       replicaId: config.replicaId,
       keyStore,
       gate: keyGate,
+      ...(clusterAuth ? { auth: clusterAuth } : {}),
+      onRefused: (reason) => refusedKeys.inc({ source: 'nats', reason }),
       timeoutMs: config.keyStore.pgTimeoutMs,
       log,
     });

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
+import { MIN_SECRET_BYTES } from './cluster/message-auth.js';
 import { ConfigError } from './errors.js';
 import { SIGNING_ALGS, type SigningAlg } from './keys/public-key.js';
 
@@ -21,6 +23,25 @@ const optionalUrl = (protocols: RegExp) =>
       .refine((u) => protocols.test(new URL(u).protocol), { message: `protocol must match ${protocols}` })
       .optional(),
   );
+
+const optionalString = z.preprocess(unsetIfEmpty, z.string().min(1).max(4096).optional());
+const optionalFile = z.preprocess(
+  unsetIfEmpty,
+  z
+    .string()
+    .min(1)
+    .refine((path) => existsSync(path), { message: 'no such file' })
+    .optional(),
+);
+const clusterSecret = z.preprocess(
+  unsetIfEmpty,
+  z
+    .string()
+    .refine((s) => Buffer.byteLength(s, 'utf8') >= MIN_SECRET_BYTES, {
+      message: `at least ${MIN_SECRET_BYTES} bytes (e.g. openssl rand -base64 32)`,
+    })
+    .optional(),
+);
 
 /** Every setting, its default and its check. The README's configuration table mirrors this schema. */
 const envSchema = z
@@ -51,6 +72,15 @@ const envSchema = z
     DATABASE_CONNECT_TIMEOUT_MS: millis(2000),
     NATS_URL: optionalUrl(/^(nats|tls):$/),
     NATS_CONNECT_WAIT_MS: millis(2000),
+    NATS_USER: optionalString,
+    NATS_PASSWORD: optionalString,
+    NATS_TOKEN: optionalString,
+    NATS_CREDS_FILE: optionalFile,
+    NATS_TLS_CA_FILE: optionalFile,
+    NATS_TLS_CERT_FILE: optionalFile,
+    NATS_TLS_KEY_FILE: optionalFile,
+    CLUSTER_SECRET: clusterSecret,
+    CLUSTER_SECRET_PREVIOUS: clusterSecret,
     NATS_KEYS_BUCKET: z.preprocess(
       unsetIfEmpty,
       z
@@ -179,6 +209,35 @@ const envSchema = z
         message: 'must include SIGNING_ALG (a replica must trust its own keys)',
       });
     }
+    if ((env.NATS_USER === undefined) !== (env.NATS_PASSWORD === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['NATS_PASSWORD'],
+        message: 'NATS_USER and NATS_PASSWORD go together',
+      });
+    }
+    const natsAuths = [env.NATS_USER, env.NATS_TOKEN, env.NATS_CREDS_FILE].filter((v) => v !== undefined);
+    if (natsAuths.length > 1) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['NATS_TOKEN'],
+        message: 'one NATS authentication: NATS_USER/NATS_PASSWORD, NATS_TOKEN or NATS_CREDS_FILE',
+      });
+    }
+    if ((env.NATS_TLS_CERT_FILE === undefined) !== (env.NATS_TLS_KEY_FILE === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['NATS_TLS_KEY_FILE'],
+        message: 'NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE go together',
+      });
+    }
+    if (env.CLUSTER_SECRET_PREVIOUS !== undefined && env.CLUSTER_SECRET === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['CLUSTER_SECRET_PREVIOUS'],
+        message: 'needs CLUSTER_SECRET (the new secret) beside it',
+      });
+    }
     if (env.DATABASE_QUERY_TIMEOUT_MS <= env.KEYSTORE_PG_TIMEOUT_MS) {
       ctx.addIssue({
         code: 'custom',
@@ -204,7 +263,22 @@ export interface Config {
       }
     | undefined;
   readonly nats:
-    { readonly url: string; readonly connectWaitMs: number; readonly keysBucket: string } | undefined;
+    | {
+        readonly url: string;
+        readonly connectWaitMs: number;
+        readonly keysBucket: string;
+        /** How the replica authenticates to NATS; unset: anonymously (or by credentials in the URL). */
+        readonly auth: NatsAuth | undefined;
+        /** TLS to NATS with these files; unset: as the URL says (`tls://` asks for TLS with the system CAs). */
+        readonly tls:
+          { readonly caFile?: string; readonly certFile?: string; readonly keyFile?: string } | undefined;
+      }
+    | undefined;
+  /**
+   * The secret shared by a cluster's replicas that authenticates their messages on NATS (and the previous one,
+   * still accepted during a rollover). Unset: messages are not authenticated, and the bus must be trusted.
+   */
+  readonly clusterSecret: { readonly current: string; readonly previous: string | undefined } | undefined;
   readonly keyStore: {
     readonly pgTimeoutMs: number;
     readonly flushIntervalMs: number;
@@ -252,6 +326,12 @@ export interface Config {
   };
 }
 
+/** One way of authenticating to NATS. */
+export type NatsAuth =
+  | { readonly type: 'user'; readonly user: string; readonly password: string }
+  | { readonly type: 'token'; readonly token: string }
+  | { readonly type: 'creds'; readonly file: string };
+
 /**
  * Reads and validates the configuration from `env`. Throws a {@link ConfigError} naming every bad setting.
  */
@@ -277,7 +357,30 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         }
       : undefined,
     nats: e.NATS_URL
-      ? { url: e.NATS_URL, connectWaitMs: e.NATS_CONNECT_WAIT_MS, keysBucket: e.NATS_KEYS_BUCKET }
+      ? {
+          url: e.NATS_URL,
+          connectWaitMs: e.NATS_CONNECT_WAIT_MS,
+          keysBucket: e.NATS_KEYS_BUCKET,
+          auth:
+            e.NATS_USER !== undefined && e.NATS_PASSWORD !== undefined
+              ? { type: 'user', user: e.NATS_USER, password: e.NATS_PASSWORD }
+              : e.NATS_TOKEN !== undefined
+                ? { type: 'token', token: e.NATS_TOKEN }
+                : e.NATS_CREDS_FILE !== undefined
+                  ? { type: 'creds', file: e.NATS_CREDS_FILE }
+                  : undefined,
+          tls:
+            e.NATS_TLS_CA_FILE !== undefined || e.NATS_TLS_CERT_FILE !== undefined
+              ? {
+                  ...(e.NATS_TLS_CA_FILE !== undefined ? { caFile: e.NATS_TLS_CA_FILE } : {}),
+                  ...(e.NATS_TLS_CERT_FILE !== undefined ? { certFile: e.NATS_TLS_CERT_FILE } : {}),
+                  ...(e.NATS_TLS_KEY_FILE !== undefined ? { keyFile: e.NATS_TLS_KEY_FILE } : {}),
+                }
+              : undefined,
+        }
+      : undefined,
+    clusterSecret: e.CLUSTER_SECRET
+      ? { current: e.CLUSTER_SECRET, previous: e.CLUSTER_SECRET_PREVIOUS }
       : undefined,
     keyStore: {
       pgTimeoutMs: e.KEYSTORE_PG_TIMEOUT_MS,
