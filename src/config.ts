@@ -267,7 +267,7 @@ export interface Config {
         readonly url: string;
         readonly connectWaitMs: number;
         readonly keysBucket: string;
-        /** How the replica authenticates to NATS; unset: anonymously (or by credentials in the URL). */
+        /** How the replica authenticates to NATS (settings first, then credentials in the URL); unset: anonymously. */
         readonly auth: NatsAuth | undefined;
         /** TLS to NATS with these files; unset: as the URL says (`tls://` asks for TLS with the system CAs). */
         readonly tls:
@@ -333,6 +333,19 @@ export type NatsAuth =
   | { readonly type: 'creds'; readonly file: string };
 
 /**
+ * Credentials written into a NATS URL (`nats://user:password@host`, `nats://token@host`): the client does not
+ * send them itself, so they are taken out as settings would be.
+ */
+function urlAuth(url: string): NatsAuth | undefined {
+  const u = new URL(url);
+  if (u.username === '') return undefined;
+  const user = decodeURIComponent(u.username);
+  return u.password === ''
+    ? { type: 'token', token: user }
+    : { type: 'user', user, password: decodeURIComponent(u.password) };
+}
+
+/**
  * Reads and validates the configuration from `env`. Throws a {@link ConfigError} naming every bad setting.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -368,7 +381,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
                 ? { type: 'token', token: e.NATS_TOKEN }
                 : e.NATS_CREDS_FILE !== undefined
                   ? { type: 'creds', file: e.NATS_CREDS_FILE }
-                  : undefined,
+                  : urlAuth(e.NATS_URL),
           tls:
             e.NATS_TLS_CA_FILE !== undefined || e.NATS_TLS_CERT_FILE !== undefined
               ? {

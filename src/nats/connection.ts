@@ -21,7 +21,7 @@ export interface NatsClientOptions {
   readonly startWaitMs: number;
   /** Delay between first-connection attempts. */
   readonly retryMs: number;
-  /** How to authenticate; unset: anonymously (or with credentials in the URL). */
+  /** How to authenticate; unset: anonymously. */
   readonly auth?: NatsAuth;
   /** TLS files (a CA to trust, a client certificate and key); unset: as the URL says. */
   readonly tls?: { readonly caFile?: string; readonly certFile?: string; readonly keyFile?: string };

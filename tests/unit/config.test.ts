@@ -122,6 +122,20 @@ describe('configuration – cluster trust', () => {
     });
   });
 
+  it('takes NATS credentials written into the URL, which the client would not send', () => {
+    const auth = (url: string) => loadConfig({ NATS_URL: url }).nats?.auth;
+    expect(auth('nats://svc:p%40ss@127.0.0.1:4222')).to.deep.equal({
+      type: 'user',
+      user: 'svc',
+      password: 'p@ss',
+    });
+    expect(auth('nats://a-token@127.0.0.1:4222')).to.deep.equal({ type: 'token', token: 'a-token' });
+    expect(loadConfig({ NATS_URL: 'nats://x:y@127.0.0.1:4222', NATS_TOKEN: 't' }).nats?.auth).to.deep.equal({
+      type: 'token',
+      token: 't',
+    });
+  });
+
   it('by default: no cluster secret, anonymous NATS, and only the signing algorithm trusted', () => {
     const config = loadConfig({ NATS_URL: 'nats://127.0.0.1:4222' });
     expect(config.clusterSecret).to.be.undefined;
