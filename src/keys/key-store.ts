@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { Actor } from '../actor/actor.js';
+import { ActorStoppedError } from '../errors.js';
 import type { FlushResult } from './pending-writes.js';
 import type { PublicKey } from './public-key.js';
 import type { PublicKeyRepository } from './repository.js';
@@ -62,6 +63,8 @@ export class KeyStore extends Actor<KeyStoreMessage, KeyStoreReplies> {
   readonly #backend: KeyStoreBackend;
   readonly #options: KeyStoreOptions;
   readonly #timers: NodeJS.Timeout[] = [];
+  /** Timer messages waiting or running, by type. */
+  readonly #queued = new Set<KeyStoreMessage['type']>();
 
   constructor(options: KeyStoreOptions) {
     super('key-store', options.log);
@@ -155,7 +158,18 @@ export class KeyStore extends Actor<KeyStoreMessage, KeyStoreReplies> {
   }
 
   #every(ms: number, msg: KeyStoreMessage): void {
-    const timer = setInterval(() => this.tell(msg), ms);
+    const timer = setInterval(() => {
+      // A timer's message still waiting (behind a stalled Postgres, each costing a timeout) is not queued again:
+      // ticks must not pile up in the mailbox ahead of callers.
+      if (this.#queued.has(msg.type)) return;
+      this.#queued.add(msg.type);
+      this.ask(msg)
+        .catch((err: unknown) => {
+          if (!(err instanceof ActorStoppedError))
+            this.log.error({ err, message: msg.type }, 'message failed');
+        })
+        .finally(() => this.#queued.delete(msg.type));
+    }, ms);
     timer.unref();
     this.#timers.push(timer);
   }

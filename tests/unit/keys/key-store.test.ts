@@ -45,6 +45,23 @@ describe('key store actor', () => {
     expect(await t.store.get(key.kid)).to.deep.equal(key);
   });
 
+  it('timer messages never pile up behind a stalled Postgres: a caller waits for one round at most', async () => {
+    t = build();
+    t.pg.mode = 'down';
+    await t.store.start();
+    await t.store.create(makeKey({ expiresAt: T0 + HOUR }));
+    t.pg.mode = 'stall';
+    // Each probe and flush costs a 500 ms timeout, longer than the probe interval: ticks would stack up.
+    await t.timers.tickAsync(20 * INTERVALS.probeIntervalMs);
+    expect(t.store.backlog).to.be.at.most(2);
+    const key = makeKey({ expiresAt: T0 + HOUR });
+    const created = t.store.create(key);
+    await t.timers.tickAsync(2 * 500);
+    expect(await created).to.be.false;
+    t.pg.mode = 'up'; // so that stopping's last flush round answers
+    await t.timers.tickAsync(500);
+  });
+
   it('a key Postgres refuses for its data is not reported stored, so it never counts as published', async () => {
     t = build();
     await t.store.start();
