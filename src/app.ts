@@ -6,7 +6,7 @@ import type { Config } from './config.js';
 import { createGradesModule } from './grades/grades-module.js';
 import { healthRoutes, type ReadinessCheck } from './http/health.js';
 import { HttpServer } from './http/server.js';
-import { createPgPool } from './keys/pg-pool.js';
+import { createPgPool } from './postgres/pg-pool.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { NatsClient } from './nats/connection.js';
 import { Supervisor, type Component } from './supervisor.js';
