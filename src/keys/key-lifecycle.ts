@@ -48,14 +48,14 @@ export function createKeyLifecycle(config: KeyLifecycleConfig, shared: SharedPie
     registers: [metrics.registry],
   });
 
+  const skewMs = config.signing.clockSkewS * 1000;
   const lifetime = signingKeyLifetime({
     rotationIntervalMs: config.signing.rotationIntervalS * 1000,
     activationDelayMs: config.signing.activationDelayS * 1000,
     publishGraceMs: config.signing.publishGraceS * 1000,
     tokenMaxTtlMs: config.signing.tokenMaxTtlS * 1000,
-    skewMs: config.signing.clockSkewS * 1000,
+    skewMs,
   });
-  const skewMs = config.signing.clockSkewS * 1000;
 
   // Every key from outside this process (peers' announcements, Postgres rows) is verified before it is stored or
   // served (SPEC X7).
