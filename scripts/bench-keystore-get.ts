@@ -14,7 +14,7 @@ import { systemClock } from '../src/clock.js';
 import { createFaultTolerantRepository } from '../src/keys/fault-tolerant-repository.js';
 import { KeyStore } from '../src/keys/key-store.js';
 import { MemoryPublicKeyRepository } from '../src/keys/memory-repository.js';
-import { createPgPool } from '../src/keys/pg-pool.js';
+import { createPgPool } from '../src/postgres/pg-pool.js';
 import { PostgresPublicKeyRepository } from '../src/keys/postgres-repository.js';
 import type { PublicKey } from '../src/keys/public-key.js';
 import { silentLogger } from '../src/log.js';

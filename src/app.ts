@@ -1,16 +1,17 @@
 import type { Logger } from 'pino';
 import type { Capability, SharedPieces } from './capability.js';
 import { systemClock, type Clock } from './clock.js';
+import { MessageAuth } from './cluster/message-auth.js';
 import type { Config } from './config.js';
 import { createGradesModule } from './grades/grades-module.js';
 import { healthRoutes, type ReadinessCheck } from './http/health.js';
 import { HttpServer } from './http/server.js';
-import { createPgPool } from './keys/pg-pool.js';
+import { createPgPool } from './postgres/pg-pool.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { NatsClient } from './nats/connection.js';
 import { Supervisor, type Component } from './supervisor.js';
 import type { FetchJson } from './tokens/http-fetch.js';
-import { createTokensModule } from './tokens/tokens-module.js';
+import { createTokensModule, type TokensCapability } from './tokens/tokens-module.js';
 
 /** Collaborators that tests may replace. */
 export interface AppDependencies {
@@ -26,6 +27,8 @@ export interface App {
   readonly supervisor: Supervisor;
   readonly metrics: Metrics;
   readonly capabilities: readonly Capability[];
+  /** The tokens capability (its KeyStore included). */
+  readonly tokens: TokensCapability;
   /** Ports and issuer, for the `ready` log line (after `start`). */
   summary(): Record<string, unknown>;
   start(): Promise<void>;
@@ -51,9 +54,20 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
         name: `token-grades/${config.replicaId}`,
         startWaitMs: config.nats.connectWaitMs,
         retryMs: 500,
+        ...(config.nats.auth ? { auth: config.nats.auth } : {}),
+        ...(config.nats.tls ? { tls: config.nats.tls } : {}),
         log,
       })
     : undefined;
+  const clusterAuth = config.clusterSecret
+    ? new MessageAuth({
+        current: config.clusterSecret.current,
+        ...(config.clusterSecret.previous ? { previous: config.clusterSecret.previous } : {}),
+      })
+    : undefined;
+  if (nats && !clusterAuth) {
+    log.warn('CLUSTER_SECRET is not set: messages on NATS are not authenticated, so NATS must be trusted');
+  }
   const shared: SharedPieces = {
     replicaId: config.replicaId,
     log,
@@ -61,13 +75,16 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
     metrics,
     pgPool,
     nats,
+    clusterAuth,
     onFatal: (err) => deps.onFatal?.(err),
   };
 
-  const capabilities: Capability[] = [
-    await createTokensModule(config, shared, deps.fetchJson ? { fetchJson: deps.fetchJson } : {}),
-    createGradesModule(config, shared),
-  ];
+  const tokens = await createTokensModule(
+    config,
+    shared,
+    deps.fetchJson ? { fetchJson: deps.fetchJson } : {},
+  );
+  const capabilities: Capability[] = [tokens, createGradesModule(config, shared)];
 
   // NATS is reported on every listener's readiness and required by none: tokens work without it, and grades say
   // themselves whether they have joined.
@@ -111,6 +128,7 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
     supervisor,
     metrics,
     capabilities,
+    tokens,
     summary: () => Object.assign({}, ...capabilities.map((c) => c.summary())) as Record<string, unknown>,
     start: () => supervisor.start(),
     stop: () => supervisor.stop(),

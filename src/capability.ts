@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
+import type { MessageAuth } from './cluster/message-auth.js';
 import type { ReadinessCheck } from './http/health.js';
 import type { Route } from './http/server.js';
 import type { Metrics } from './metrics.js';
@@ -20,6 +21,8 @@ export interface SharedPieces {
   readonly pgPool: pg.Pool | undefined;
   /** Absent without `NATS_URL`. */
   readonly nats: NatsClient | undefined;
+  /** Seals and opens every message replicas exchange over NATS; absent without `CLUSTER_SECRET`. */
+  readonly clusterAuth: MessageAuth | undefined;
   /** Called when a component fails for good after start: the process should stop. */
   readonly onFatal: (err: unknown) => void;
 }

@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
+import { MIN_SECRET_BYTES } from './cluster/message-auth.js';
 import { ConfigError } from './errors.js';
-import { SIGNING_ALGORITHMS } from './keys/public-key.js';
+import { SIGNING_ALGS } from './keys/public-key.js';
 
 /** Treats an empty variable like an unset one, so `FOO=` falls back to the default. */
 const unsetIfEmpty = (v: unknown) => (v === '' ? undefined : v);
@@ -24,6 +26,24 @@ const optionalUrl = (protocols: RegExp) =>
 
 /** Default of `KEY_ACTIVATION_DELAY_S`: the `max-age` of the JWKS (`JWKS_MAX_AGE_S` in the key routes). */
 const DEFAULT_ACTIVATION_DELAY_S = 300;
+const optionalString = z.preprocess(unsetIfEmpty, z.string().min(1).max(4096).optional());
+const optionalFile = z.preprocess(
+  unsetIfEmpty,
+  z
+    .string()
+    .min(1)
+    .refine((path) => existsSync(path), { message: 'no such file' })
+    .optional(),
+);
+const clusterSecret = z.preprocess(
+  unsetIfEmpty,
+  z
+    .string()
+    .refine((s) => Buffer.byteLength(s, 'utf8') >= MIN_SECRET_BYTES, {
+      message: `at least ${MIN_SECRET_BYTES} bytes (e.g. openssl rand -base64 32)`,
+    })
+    .optional(),
+);
 
 /** Every setting, its default and its check. The README's configuration table mirrors this schema. */
 const envSchema = z
@@ -54,6 +74,15 @@ const envSchema = z
     DATABASE_CONNECT_TIMEOUT_MS: millis(2000),
     NATS_URL: optionalUrl(/^(nats|tls):$/),
     NATS_CONNECT_WAIT_MS: millis(2000),
+    NATS_USER: optionalString,
+    NATS_PASSWORD: optionalString,
+    NATS_TOKEN: optionalString,
+    NATS_CREDS_FILE: optionalFile,
+    NATS_TLS_CA_FILE: optionalFile,
+    NATS_TLS_CERT_FILE: optionalFile,
+    NATS_TLS_KEY_FILE: optionalFile,
+    CLUSTER_SECRET: clusterSecret,
+    CLUSTER_SECRET_PREVIOUS: clusterSecret,
     NATS_KEYS_BUCKET: z.preprocess(
       unsetIfEmpty,
       z
@@ -101,7 +130,20 @@ const envSchema = z
     KEYSTORE_PROBE_INTERVAL_MS: millis(2000),
     KEYSTORE_CLEANUP_INTERVAL_MS: millis(60_000),
     KEYSTORE_RELOAD_INTERVAL_MS: millis(30_000),
-    SIGNING_ALG: z.preprocess(unsetIfEmpty, z.enum(SIGNING_ALGORITHMS).default('ES256')),
+    SIGNING_ALG: z.preprocess(unsetIfEmpty, z.enum(SIGNING_ALGS).default('ES256')),
+    KEY_ACCEPT_ALGS: z.preprocess(
+      unsetIfEmpty,
+      z
+        .string()
+        .transform((s) =>
+          s
+            .split(',')
+            .map((a) => a.trim())
+            .filter(Boolean),
+        )
+        .pipe(z.array(z.enum(SIGNING_ALGS)).min(1))
+        .optional(),
+    ),
     KEY_ROTATION_INTERVAL_S: seconds(3600),
     TOKEN_MAX_TTL_S: seconds(3600),
     CLOCK_SKEW_S: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(0).max(3600).default(60)),
@@ -207,6 +249,42 @@ const envSchema = z
           'must be shorter than KEY_ROTATION_INTERVAL_S (a key is published, then signs, before the next)',
       });
     }
+    if (env.KEY_ACCEPT_ALGS && !env.KEY_ACCEPT_ALGS.includes(env.SIGNING_ALG)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['KEY_ACCEPT_ALGS'],
+        message: 'must include SIGNING_ALG (a replica must trust its own keys)',
+      });
+    }
+    if ((env.NATS_USER === undefined) !== (env.NATS_PASSWORD === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['NATS_PASSWORD'],
+        message: 'NATS_USER and NATS_PASSWORD go together',
+      });
+    }
+    const natsAuths = [env.NATS_USER, env.NATS_TOKEN, env.NATS_CREDS_FILE].filter((v) => v !== undefined);
+    if (natsAuths.length > 1) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['NATS_TOKEN'],
+        message: 'one NATS authentication: NATS_USER/NATS_PASSWORD, NATS_TOKEN or NATS_CREDS_FILE',
+      });
+    }
+    if ((env.NATS_TLS_CERT_FILE === undefined) !== (env.NATS_TLS_KEY_FILE === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['NATS_TLS_KEY_FILE'],
+        message: 'NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE go together',
+      });
+    }
+    if (env.CLUSTER_SECRET_PREVIOUS !== undefined && env.CLUSTER_SECRET === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['CLUSTER_SECRET_PREVIOUS'],
+        message: 'needs CLUSTER_SECRET (the new secret) beside it',
+      });
+    }
     if (env.DATABASE_QUERY_TIMEOUT_MS <= env.KEYSTORE_PG_TIMEOUT_MS) {
       ctx.addIssue({
         code: 'custom',
@@ -228,6 +306,35 @@ type DeepReadonly<T> = T extends (infer U)[]
 
 /** The validated configuration, read once at start-up; inferred from the schema, so it is never typed twice. */
 export type Config = DeepReadonly<z.output<typeof configSchema>>;
+
+/** One way of authenticating to NATS. */
+export type NatsAuth =
+  | { readonly type: 'user'; readonly user: string; readonly password: string }
+  | { readonly type: 'token'; readonly token: string }
+  | { readonly type: 'creds'; readonly file: string };
+
+/**
+ * Credentials written into a NATS URL (`nats://user:password@host`, `nats://token@host`): the client does not
+ * send them itself, so they are taken out as settings would be.
+ */
+/** The NATS authentication the settings name (at most one, checked above), else credentials in the URL. */
+function natsAuth(e: z.output<typeof envSchema>): NatsAuth | undefined {
+  if (e.NATS_USER !== undefined && e.NATS_PASSWORD !== undefined) {
+    return { type: 'user', user: e.NATS_USER, password: e.NATS_PASSWORD };
+  }
+  if (e.NATS_TOKEN !== undefined) return { type: 'token', token: e.NATS_TOKEN };
+  if (e.NATS_CREDS_FILE !== undefined) return { type: 'creds', file: e.NATS_CREDS_FILE };
+  return e.NATS_URL === undefined ? undefined : urlAuth(e.NATS_URL);
+}
+
+function urlAuth(url: string): NatsAuth | undefined {
+  const u = new URL(url);
+  if (u.username === '') return undefined;
+  const user = decodeURIComponent(u.username);
+  return u.password === ''
+    ? { type: 'token', token: user }
+    : { type: 'user', user, password: decodeURIComponent(u.password) };
+}
 
 /**
  * Reads and validates the configuration from `env`. Throws a {@link ConfigError} naming every bad setting.
@@ -264,7 +371,23 @@ function toConfig(e: z.output<typeof envSchema>) {
         }
       : undefined,
     nats: e.NATS_URL
-      ? { url: e.NATS_URL, connectWaitMs: e.NATS_CONNECT_WAIT_MS, keysBucket: e.NATS_KEYS_BUCKET }
+      ? {
+          url: e.NATS_URL,
+          connectWaitMs: e.NATS_CONNECT_WAIT_MS,
+          keysBucket: e.NATS_KEYS_BUCKET,
+          auth: natsAuth(e),
+          tls:
+            e.NATS_TLS_CA_FILE !== undefined || e.NATS_TLS_CERT_FILE !== undefined
+              ? {
+                  ...(e.NATS_TLS_CA_FILE !== undefined ? { caFile: e.NATS_TLS_CA_FILE } : {}),
+                  ...(e.NATS_TLS_CERT_FILE !== undefined ? { certFile: e.NATS_TLS_CERT_FILE } : {}),
+                  ...(e.NATS_TLS_KEY_FILE !== undefined ? { keyFile: e.NATS_TLS_KEY_FILE } : {}),
+                }
+              : undefined,
+        }
+      : undefined,
+    clusterSecret: e.CLUSTER_SECRET
+      ? { current: e.CLUSTER_SECRET, previous: e.CLUSTER_SECRET_PREVIOUS }
       : undefined,
     keyStore: {
       pgTimeoutMs: e.KEYSTORE_PG_TIMEOUT_MS,
@@ -275,6 +398,7 @@ function toConfig(e: z.output<typeof envSchema>) {
     },
     signing: {
       alg: e.SIGNING_ALG,
+      acceptAlgs: e.KEY_ACCEPT_ALGS ?? [e.SIGNING_ALG],
       rotationIntervalS: e.KEY_ROTATION_INTERVAL_S,
       publishGraceS: e.KEY_PUBLISH_GRACE_S,
       publishRetryMs: e.KEY_PUBLISH_RETRY_MS,

@@ -10,6 +10,7 @@ export type ServiceErrorCode =
   | 'CONFIG_INVALID'
   | 'TIMEOUT'
   | 'STORAGE_UNAVAILABLE'
+  | 'STORAGE_DATA_REJECTED'
   | 'ACTOR_STOPPED'
   | 'NOT_FOUND'
   | 'BAD_REQUEST'
@@ -69,6 +70,26 @@ export class StorageError extends AppError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('STORAGE_UNAVAILABLE', message, options);
   }
+}
+
+/**
+ * The backing store (Postgres) is up but refused this record for its data (SQLSTATE class 22, data exception, or
+ * 23, integrity constraint violation). Retrying the same record cannot succeed, and it says nothing about the
+ * store's availability.
+ */
+export class StorageDataError extends AppError {
+  /** The SQLSTATE Postgres answered with. */
+  readonly sqlState: string;
+
+  constructor(message: string, sqlState: string, options?: { cause?: unknown }) {
+    super('STORAGE_DATA_REJECTED', message, options);
+    this.sqlState = sqlState;
+  }
+}
+
+/** True for a {@link StorageDataError}: a record refused for its data, not an unavailable store. */
+export function isStorageDataError(err: unknown): err is StorageDataError {
+  return err instanceof StorageDataError;
 }
 
 /** A message was sent to an actor that is not running. */

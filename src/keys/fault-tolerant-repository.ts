@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
-import { describeError } from '../errors.js';
+import { describeError, isStorageDataError } from '../errors.js';
 import { withTimeout } from '../timeout.js';
+import type { KeyGate } from './key-admission.js';
 import { MemoryPublicKeyRepository } from './memory-repository.js';
 import { PendingWrites, type FlushResult } from './pending-writes.js';
 import { isExpired, type PublicKey } from './public-key.js';
@@ -14,6 +15,8 @@ export interface FaultTolerantHooks {
   onAvailabilityChange?(available: boolean): void;
   /** A Postgres call failed or timed out. */
   onPostgresFailure?(operation: string): void;
+  /** Postgres refused a key for its data; it was set aside (kept in memory, never retried). */
+  onKeyRejected?(kid: string): void;
 }
 
 /** Collaborators and settings of {@link FaultTolerantPublicKeyRepository}. */
@@ -31,6 +34,11 @@ export interface FaultTolerantOptions {
   readonly loadTimeoutMs?: number;
   readonly log: Logger;
   readonly hooks?: FaultTolerantHooks;
+  /**
+   * Checks every key read from Postgres before it is stored in memory or served (SPEC X7): Postgres is not trusted
+   * to hold only keys a replica made. Absent, rows are taken as they are (tests of other behaviours only).
+   */
+  readonly gate?: KeyGate;
 }
 
 /**
@@ -42,6 +50,10 @@ export interface FaultTolerantOptions {
  * - `deleteExpired` tries Postgres, memory and pending writes, each whatever the others did (FT5).
  * - After a failure Postgres is marked unavailable and not called on a caller's behalf until `probe` or
  *   `flushPending` finds it back; recovery flushes pending writes, then reloads every key (FT6).
+ * - A key Postgres refuses for its data (SQLSTATE 22/23) is set aside: logged, counted, dropped from pending
+ *   writes, kept in memory. That is the key's fault, not Postgres's, so availability does not change.
+ * - Keys read from Postgres pass the gate before they are stored in memory or served; a key already in memory
+ *   is the one served, so only keys new to this replica are checked.
  *
  * Not safe for concurrent use on its own: the KeyStore actor calls it one message at a time (FT9).
  */
@@ -56,7 +68,11 @@ export class FaultTolerantPublicKeyRepository implements KeyStoreBackend {
   readonly #loadTimeoutMs: number;
   readonly #log: Logger;
   readonly #hooks: FaultTolerantHooks;
+  readonly #gate: KeyGate | undefined;
   #available = true;
+  #writesStuck = false;
+  /** Keys Postgres refused for their data, until they expire: `kid` → `expiresAt`. */
+  readonly #setAside = new Map<string, number>();
 
   constructor(options: FaultTolerantOptions) {
     this.#postgres = options.postgres;
@@ -67,11 +83,20 @@ export class FaultTolerantPublicKeyRepository implements KeyStoreBackend {
     this.#loadTimeoutMs = options.loadTimeoutMs ?? options.timeoutMs;
     this.#log = options.log;
     this.#hooks = options.hooks ?? {};
+    this.#gate = options.gate;
   }
 
   /** Whether Postgres is currently called on callers' behalf. */
   get postgresAvailable(): boolean {
     return this.#available;
+  }
+
+  /**
+   * True while Postgres answers pings yet pending keys cannot be written for a reason other than their data (a
+   * missing privilege, a broken schema): a fault that waiting will not heal, unlike an outage.
+   */
+  get writesStuck(): boolean {
+    return this.#writesStuck;
   }
 
   /** Keys waiting to be written to Postgres. */
@@ -84,11 +109,16 @@ export class FaultTolerantPublicKeyRepository implements KeyStoreBackend {
     return this.#pending.has(kid);
   }
 
+  /** True when Postgres refused `kid` for its data: it lives in memory only, until it expires. */
+  isSetAside(kid: string): boolean {
+    return this.#setAside.has(kid);
+  }
+
   /** Start-up (FT7): loads every unexpired key from Postgres into memory; false (and unavailable) if it can't. */
   async loadAll(): Promise<boolean> {
     try {
       const keys = await withTimeout(this.#postgres.list(), this.#loadTimeoutMs, 'postgres list');
-      for (const key of keys) await this.#memory.create(key);
+      await this.#takeFromPostgres(keys);
       this.#setAvailable(true);
       this.#log.info({ keys: keys.length }, 'public keys loaded from postgres');
       return true;
@@ -108,8 +138,9 @@ export class FaultTolerantPublicKeyRepository implements KeyStoreBackend {
     try {
       await this.#pg('create', this.#postgres.create(key));
       this.#pending.delete(key.kid);
-    } catch {
-      this.#pending.add(key);
+    } catch (err) {
+      if (isStorageDataError(err)) this.#rejected(key, err);
+      else this.#pending.add(key);
     }
   }
 
@@ -118,12 +149,9 @@ export class FaultTolerantPublicKeyRepository implements KeyStoreBackend {
     if (this.#available) {
       try {
         const stored = await this.#pg('get', this.#postgres.get(kid));
-        if (stored && !isExpired(stored, this.#clock.now())) {
-          await this.#memory.create(stored);
-          return (await this.#memory.get(kid)) ?? stored;
-        }
+        if (stored && !isExpired(stored, this.#clock.now())) await this.#takeFromPostgres([stored]);
       } catch {
-        // Marked unavailable by #pg; memory answers.
+        // Marked unavailable by #pg (unless Postgres refused the kid itself); memory answers.
       }
     }
     return this.#memory.get(kid);
@@ -134,7 +162,7 @@ export class FaultTolerantPublicKeyRepository implements KeyStoreBackend {
     if (this.#available) {
       try {
         const stored = await this.#pg('list', this.#postgres.list());
-        for (const key of stored) await this.#memory.create(key);
+        await this.#takeFromPostgres(stored);
       } catch {
         // Marked unavailable by #pg; memory answers.
       }
@@ -164,6 +192,8 @@ export class FaultTolerantPublicKeyRepository implements KeyStoreBackend {
     } catch (err) {
       this.#log.error({ err: describeError(err) }, 'memory deleteExpired failed');
     }
+    const now = this.#clock.now();
+    for (const [kid, expiresAt] of this.#setAside) if (expiresAt <= now) this.#setAside.delete(kid);
     const dropped = this.#pending.dropExpired();
     if (dropped.length > 0) this.#log.info({ dropped }, 'expired pending keys dropped');
     return removed;
@@ -174,40 +204,80 @@ export class FaultTolerantPublicKeyRepository implements KeyStoreBackend {
    * as the probe when keys are waiting; a round that empties the queue after an outage completes the recovery.
    */
   async flushPending(): Promise<FlushResult> {
-    if (this.#pending.size === 0) return { written: [], dropped: [], remaining: 0 };
+    if (this.#pending.size === 0) return { written: [], dropped: [], rejected: [], remaining: 0 };
     const wasAvailable = this.#available;
+    const result = await this.#flush();
+    if (result.remaining === 0 && !wasAvailable) await this.#recover();
+    return result;
+  }
+
+  /**
+   * Background availability check (FT6). A no-op while Postgres is available; otherwise a ping under the timeout,
+   * and when it answers, a flush of pending writes and, once none is left, the recovery. A ping that answers
+   * followed by a flush that fails marks the writes stuck (see {@link writesStuck}).
+   */
+  async probe(): Promise<boolean> {
+    if (this.#available) return true;
+    try {
+      await this.#pg('ping', this.#postgres.ping());
+    } catch {
+      this.#writesStuck = false;
+      return false;
+    }
+    if (this.#pending.size > 0) {
+      const result = await this.#flush();
+      if (result.remaining > 0) {
+        if (!this.#writesStuck) {
+          this.#log.error(
+            { remaining: result.remaining, err: describeError(result.error) },
+            'postgres answers but refuses pending key writes',
+          );
+        }
+        this.#writesStuck = true;
+        return false;
+      }
+    }
+    await this.#recover();
+    return this.#available;
+  }
+
+  /** One round of pending writes; reports what it did, and sets aside keys Postgres refused for their data. */
+  async #flush(): Promise<FlushResult> {
     const result = await this.#pending.flush((key) => this.#pg('flush', this.#postgres.create(key)));
+    for (const { key, error } of result.rejected) this.#rejected(key, error);
     if (result.written.length > 0 || result.dropped.length > 0) {
       this.#log.info(
         { written: result.written, dropped: result.dropped, remaining: result.remaining },
         'pending keys flushed',
       );
     }
-    if (result.remaining === 0 && !wasAvailable) await this.#recover();
+    if (result.remaining === 0) this.#writesStuck = false;
     return result;
   }
 
-  /**
-   * Background availability check (FT6). A no-op while Postgres is available, and while keys are pending (the
-   * flush round probes then); otherwise a ping under the timeout, and on success the recovery.
-   */
-  async probe(): Promise<boolean> {
-    if (this.#available) return true;
-    if (this.#pending.size > 0) return false;
-    try {
-      await this.#pg('ping', this.#postgres.ping());
-    } catch {
-      return false;
+  /** Stores keys read from Postgres in memory: those memory already holds as they are, new ones if the gate admits them. */
+  async #takeFromPostgres(keys: readonly PublicKey[]): Promise<void> {
+    for (const key of keys) {
+      if (await this.#memory.get(key.kid)) continue;
+      if (this.#gate && !(await this.#gate.admit(key, 'postgres'))) continue;
+      await this.#memory.create(key);
     }
-    await this.#recover();
-    return this.#available;
+  }
+
+  #rejected(key: PublicKey, err: unknown): void {
+    this.#setAside.set(key.kid, key.expiresAt);
+    this.#hooks.onKeyRejected?.(key.kid);
+    this.#log.error(
+      { kid: key.kid, err: describeError(err) },
+      'postgres refused a public key for its data; set aside (it stays in memory and serves while valid)',
+    );
   }
 
   /** After an outage: pending writes are already flushed; reload every key, then serve from Postgres again. */
   async #recover(): Promise<void> {
     try {
       const keys = await withTimeout(this.#postgres.list(), this.#timeoutMs, 'postgres list');
-      for (const key of keys) await this.#memory.create(key);
+      await this.#takeFromPostgres(keys);
       this.#log.info({ keys: keys.length }, 'postgres is back; keys reloaded');
       this.#setAvailable(true);
     } catch (err) {
@@ -215,12 +285,15 @@ export class FaultTolerantPublicKeyRepository implements KeyStoreBackend {
     }
   }
 
-  /** Runs a Postgres call under the timeout; any failure marks Postgres unavailable and is rethrown. */
+  /**
+   * Runs a Postgres call under the timeout; a failure marks Postgres unavailable and is rethrown. A refusal of
+   * the record's data is rethrown only: Postgres answered.
+   */
   async #pg<T>(operation: string, call: Promise<T>): Promise<T> {
     try {
       return await withTimeout(call, this.#timeoutMs, `postgres ${operation}`);
     } catch (err) {
-      this.#fail(operation, err);
+      if (!isStorageDataError(err)) this.#fail(operation, err);
       throw err;
     }
   }

@@ -2,7 +2,10 @@ import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import type { QueuedIterator } from '@nats-io/nats-core';
 import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { MessageAuth } from '../cluster/message-auth.js';
 import { describeError } from '../errors.js';
+import type { KeyGate } from './key-admission.js';
 import type { KeyStore } from './key-store.js';
 import { parsePublicKey } from './public-key-schema.js';
 import type { PublicKey } from './public-key.js';
@@ -24,9 +27,41 @@ export interface NatsKeyAnnouncerOptions {
   readonly ttlMs: number;
   readonly replicaId: string;
   readonly keyStore: KeyStore;
+  /** Verifies every peer key before it is stored (SPEC X7). */
+  readonly gate: KeyGate;
+  /**
+   * Seals this replica's announcements and opens peers' (CLUSTER_SECRET); an announcement that does not open is
+   * refused. Absent: announcements are not authenticated, and whoever can write to the bucket is trusted as far
+   * as key verification lets them be.
+   */
+  readonly auth?: MessageAuth;
+  /** Called for every announcement refused before key verification (the metric). */
+  readonly onRefused?: (reason: AnnouncementRefusal) => void;
   readonly timeoutMs: number;
   readonly log: Logger;
 }
+
+/** Why an announcement was refused before its key was looked at. */
+export type AnnouncementRefusal =
+  /** Not an announcement: the envelope or the key in it does not parse, or it sits under another key's name. */
+  | 'malformed'
+  /** Without a valid MAC under the cluster secret. */
+  | 'unauthenticated'
+  /** The key names another replica than the announcement's origin. */
+  | 'origin_mismatch';
+
+/**
+ * What a KV entry holds: the key's JSON text exactly as sealed, the announcing replica, and, with a cluster
+ * secret, the MAC over both (bound to the purpose `keys:<bucket>`).
+ */
+const envelopeSchema = z
+  .object({
+    v: z.literal(1),
+    origin: z.string().min(1).max(64),
+    key: z.string().min(1).max(16_384),
+    mac: z.string().max(128).optional(),
+  })
+  .strict();
 
 /**
  * Key announcements over a JetStream KV bucket ("Keys across replicas"): each replica puts its new public key
@@ -78,7 +113,16 @@ export class NatsKeyAnnouncer implements KeyAnnouncer {
   async announce(key: PublicKey): Promise<void> {
     const kv = this.#kv;
     if (!kv) throw new Error('key bucket is not open (NATS unreachable)');
-    await withTimeout(kv.put(key.kid, JSON.stringify(key)), this.#o.timeoutMs, 'key announcement');
+    const text = JSON.stringify(key);
+    const origin = this.#o.replicaId;
+    const mac = this.#o.auth?.seal(this.#purpose, origin, text);
+    const envelope = JSON.stringify({ v: 1, origin, key: text, ...(mac ? { mac } : {}) });
+    await withTimeout(kv.put(key.kid, envelope), this.#o.timeoutMs, 'key announcement');
+  }
+
+  /** What a MAC binds announcements to: this bucket's key announcements, nothing else. */
+  get #purpose(): string {
+    return `keys:${this.#o.bucket}`;
   }
 
   async #open(nc: Parameters<typeof jetstream>[0]): Promise<void> {
@@ -107,17 +151,9 @@ export class NatsKeyAnnouncer implements KeyAnnouncer {
   async #consume(watch: QueuedIterator<KvWatchEntry>): Promise<void> {
     for await (const entry of watch) {
       if (entry.operation !== 'PUT') continue;
-      let key: PublicKey;
-      try {
-        key = parsePublicKey(entry.json());
-      } catch (err) {
-        this.#o.log.warn(
-          { key: entry.key, err: describeError(err) },
-          'ignoring a malformed key announcement',
-        );
-        continue;
-      }
-      if (key.replicaId === this.#o.replicaId) continue;
+      const key = this.#unseal(entry);
+      if (!key || key.replicaId === this.#o.replicaId) continue;
+      if (!(await this.#o.gate.admit(key, 'nats'))) continue;
       try {
         await this.#o.keyStore.create(key);
         this.#o.log.debug({ kid: key.kid, from: key.replicaId }, 'peer key added');
@@ -125,5 +161,35 @@ export class NatsKeyAnnouncer implements KeyAnnouncer {
         this.#o.log.warn({ kid: key.kid, err: describeError(err) }, 'could not store a peer key');
       }
     }
+  }
+
+  /** The announced key, once the envelope parses, its MAC opens (with a secret) and its origin matches. */
+  #unseal(entry: KvWatchEntry): PublicKey | undefined {
+    let envelope: z.infer<typeof envelopeSchema>;
+    let key: PublicKey;
+    try {
+      envelope = envelopeSchema.parse(entry.json());
+    } catch (err) {
+      return this.#refuse(entry, 'malformed', describeError(err));
+    }
+    if (this.#o.auth) {
+      const opened = this.#o.auth.open(this.#purpose, envelope.origin, envelope.key, envelope.mac);
+      if (!opened.ok) return this.#refuse(entry, 'unauthenticated', `MAC ${opened.reason}`);
+    }
+    try {
+      key = parsePublicKey(JSON.parse(envelope.key));
+    } catch (err) {
+      return this.#refuse(entry, 'malformed', describeError(err));
+    }
+    if (key.kid !== entry.key) return this.#refuse(entry, 'malformed', 'filed under another kid');
+    if (key.replicaId !== envelope.origin)
+      return this.#refuse(entry, 'origin_mismatch', 'key of another replica');
+    return key;
+  }
+
+  #refuse(entry: KvWatchEntry, reason: AnnouncementRefusal, detail: string): undefined {
+    this.#o.onRefused?.(reason);
+    this.#o.log.warn({ entry: entry.key.slice(0, 64), reason, detail }, 'key announcement refused');
+    return undefined;
   }
 }

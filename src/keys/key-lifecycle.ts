@@ -6,6 +6,7 @@ import type { Route } from '../http/server.js';
 import { readGauge } from '../metrics.js';
 import type { Component } from '../supervisor.js';
 import { createFaultTolerantRepository } from './fault-tolerant-repository.js';
+import { KeyAdmission } from './key-admission.js';
 import { NatsKeyAnnouncer } from './key-announcer.js';
 import { KeyRotation, signingKeyLifetime } from './key-rotation.js';
 import { keyRoutes } from './key-routes.js';
@@ -47,6 +48,35 @@ export function createKeyLifecycle(config: KeyLifecycleConfig, shared: SharedPie
     registers: [metrics.registry],
   });
 
+  const skewMs = config.signing.clockSkewS * 1000;
+  const lifetime = signingKeyLifetime({
+    rotationIntervalMs: config.signing.rotationIntervalS * 1000,
+    activationDelayMs: config.signing.activationDelayS * 1000,
+    publishGraceMs: config.signing.publishGraceS * 1000,
+    tokenMaxTtlMs: config.signing.tokenMaxTtlS * 1000,
+    skewMs,
+  });
+
+  // Every key from outside this process (peers' announcements, Postgres rows) is verified before it is stored or
+  // served (SPEC X7).
+  const refusedKeys = new Counter({
+    name: 'keys_refused_total',
+    help: 'Public keys refused by key verification, by source (nats, postgres) and reason.',
+    labelNames: ['source', 'reason'] as const,
+    registers: [metrics.registry],
+  });
+  const gate = new KeyAdmission({
+    policy: { algorithms: config.signing.acceptAlgs, keyLifetimeMs: keyLifetimeMs(lifetime), skewMs },
+    clock,
+    log: log.child({ component: 'key-admission' }),
+    onRefused: (source, reason) => refusedKeys.inc({ source, reason }),
+  });
+  const rejectedKeys = new Counter({
+    name: 'keystore_postgres_rejected_total',
+    help: 'Public keys Postgres refused for their data, set aside from pending writes (kept in memory).',
+    registers: [metrics.registry],
+  });
+
   let backend: KeyStoreBackend;
   if (config.database && shared.pgPool) {
     backend = createFaultTolerantRepository({
@@ -59,7 +89,11 @@ export function createKeyLifecycle(config: KeyLifecycleConfig, shared: SharedPie
       timeoutMs: config.keyStore.pgTimeoutMs,
       loadTimeoutMs: config.database.connectTimeoutMs,
       log: log.child({ component: 'public-keys' }),
-      hooks: { onPostgresFailure: (operation) => failures.inc({ operation }) },
+      hooks: {
+        onPostgresFailure: (operation) => failures.inc({ operation }),
+        onKeyRejected: () => rejectedKeys.inc(),
+      },
+      gate,
     });
   } else {
     log.warn('DATABASE_URL is not set: public keys live in this process only');
@@ -98,13 +132,6 @@ export function createKeyLifecycle(config: KeyLifecycleConfig, shared: SharedPie
     () => (keyStore.state.postgresAvailable ? 1 : 0),
   );
 
-  const lifetime = signingKeyLifetime({
-    rotationIntervalMs: config.signing.rotationIntervalS * 1000,
-    activationDelayMs: config.signing.activationDelayS * 1000,
-    publishGraceMs: config.signing.publishGraceS * 1000,
-    tokenMaxTtlMs: config.signing.tokenMaxTtlS * 1000,
-    skewMs: config.signing.clockSkewS * 1000,
-  });
   const announcer =
     config.nats && shared.nats
       ? new NatsKeyAnnouncer({
@@ -114,6 +141,9 @@ export function createKeyLifecycle(config: KeyLifecycleConfig, shared: SharedPie
           ttlMs: keyLifetimeMs(lifetime),
           replicaId: config.replicaId,
           keyStore,
+          gate,
+          ...(shared.clusterAuth ? { auth: shared.clusterAuth } : {}),
+          onRefused: (reason) => refusedKeys.inc({ source: 'nats', reason }),
           timeoutMs: config.keyStore.pgTimeoutMs,
           log,
         })
@@ -126,7 +156,7 @@ export function createKeyLifecycle(config: KeyLifecycleConfig, shared: SharedPie
     publishGraceMs: config.signing.publishGraceS * 1000,
     retryIntervalMs: config.signing.publishRetryMs,
     tokenMaxTtlMs: config.signing.tokenMaxTtlS * 1000,
-    skewMs: config.signing.clockSkewS * 1000,
+    skewMs,
     replicaId: config.replicaId,
     keyStore,
     ...(announcer ? { announcer } : {}),
@@ -143,7 +173,15 @@ export function createKeyLifecycle(config: KeyLifecycleConfig, shared: SharedPie
     services: announcer ? [announcer, rotation] : [rotation],
     routes: keyRoutes(reads, clock, { activationDelayS: config.signing.activationDelayS }),
     readiness: [
-      { name: 'key-store', check: () => ({ ready: keyStore.status === 'running', detail: keyStore.state }) },
+      {
+        name: 'key-store',
+        // Not ready while Postgres answers yet refuses key writes (a fault waiting will not heal); an outage leaves
+        // the replica ready, serving keys from memory.
+        check: () => ({
+          ready: keyStore.status === 'running' && !keyStore.state.writesStuck,
+          detail: keyStore.state,
+        }),
+      },
       {
         name: 'signing-key',
         check: () => ({ ready: rotation.ready, detail: rotation.state }),

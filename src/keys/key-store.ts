@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { Actor } from '../actor/actor.js';
 import { systemClock, type Clock } from '../clock.js';
 import { KeySetSnapshot } from './key-set-snapshot.js';
+import { ActorStoppedError } from '../errors.js';
 import type { FlushResult } from './pending-writes.js';
 import type { PublicKey } from './public-key.js';
 import type { PublicKeyRepository } from './repository.js';
@@ -12,8 +13,12 @@ export interface KeyStoreBackend extends PublicKeyRepository {
   readonly durable: boolean;
   readonly postgresAvailable: boolean;
   readonly pendingCount: number;
+  /** True while the durable store answers but refuses pending writes for a reason other than their data. */
+  readonly writesStuck: boolean;
   /** True while `kid` waits to be written to the durable store. */
   isPending(kid: string): boolean;
+  /** True when the durable store refused `kid` for its data: it lives in memory only. */
+  isSetAside(kid: string): boolean;
   loadAll(): Promise<boolean>;
   flushPending(): Promise<FlushResult>;
   probe(): Promise<boolean>;
@@ -33,7 +38,7 @@ export type KeyStoreMessage =
 
 /** The reply to each message type. */
 export interface KeyStoreReplies {
-  /** Whether the key is now in the durable store (false while pending, and always false without one). */
+  /** Whether the key is now in the durable store (false while pending or set aside, and without one). */
   create: boolean;
   get: PublicKey | undefined;
   list: PublicKey[];
@@ -86,6 +91,8 @@ export class KeyStore extends Actor<KeyStoreMessage, KeyStoreReplies> {
   #versions = 0;
   /** The reload waiting or running, which a further reload request joins instead of queueing another. */
   #reloading: Promise<boolean> | undefined;
+  /** Timer messages waiting or running, by type. */
+  readonly #queued = new Set<KeyStoreMessage['type']>();
 
   constructor(options: KeyStoreOptions) {
     super('key-store', options.log);
@@ -96,11 +103,18 @@ export class KeyStore extends Actor<KeyStoreMessage, KeyStoreReplies> {
   }
 
   /** Read-only view of the store's health, for readiness and metrics. */
-  get state(): { durable: boolean; postgresAvailable: boolean; pending: number; backlog: number } {
+  get state(): {
+    durable: boolean;
+    postgresAvailable: boolean;
+    pending: number;
+    writesStuck: boolean;
+    backlog: number;
+  } {
     return {
       durable: this.#backend.durable,
       postgresAvailable: this.#backend.postgresAvailable,
       pending: this.#backend.pendingCount,
+      writesStuck: this.#backend.writesStuck,
       backlog: this.backlog,
     };
   }
@@ -187,7 +201,11 @@ export class KeyStore extends Actor<KeyStoreMessage, KeyStoreReplies> {
     switch (msg.type) {
       case 'create':
         await this.#backend.create(msg.key);
-        return this.#backend.durable && !this.#backend.isPending(msg.key.kid);
+        return (
+          this.#backend.durable &&
+          !this.#backend.isPending(msg.key.kid) &&
+          !this.#backend.isSetAside(msg.key.kid)
+        );
       case 'get':
         return this.#backend.get(msg.kid);
       case 'list':
@@ -234,7 +252,18 @@ export class KeyStore extends Actor<KeyStoreMessage, KeyStoreReplies> {
   }
 
   #every(ms: number, msg: KeyStoreMessage): void {
-    const timer = setInterval(() => this.tell(msg), ms);
+    const timer = setInterval(() => {
+      // A timer's message still waiting (behind a stalled Postgres, each costing a timeout) is not queued again:
+      // ticks must not pile up in the mailbox ahead of callers.
+      if (this.#queued.has(msg.type)) return;
+      this.#queued.add(msg.type);
+      this.ask(msg)
+        .catch((err: unknown) => {
+          if (!(err instanceof ActorStoppedError))
+            this.log.error({ err, message: msg.type }, 'message failed');
+        })
+        .finally(() => this.#queued.delete(msg.type));
+    }, ms);
     timer.unref();
     this.#timers.push(timer);
   }
@@ -245,6 +274,7 @@ export class MemoryOnlyBackend implements KeyStoreBackend {
   readonly durable = false;
   readonly postgresAvailable = false;
   readonly pendingCount = 0;
+  readonly writesStuck = false;
   readonly #memory: PublicKeyRepository;
 
   constructor(memory: PublicKeyRepository) {
@@ -255,13 +285,17 @@ export class MemoryOnlyBackend implements KeyStoreBackend {
   isPending(): boolean {
     return false;
   }
+  /** Nothing is ever refused. */
+  isSetAside(): boolean {
+    return false;
+  }
   /** Nothing to load. */
   loadAll(): Promise<boolean> {
     return Promise.resolve(true);
   }
   /** Nothing is ever pending. */
   flushPending(): Promise<FlushResult> {
-    return Promise.resolve({ written: [], dropped: [], remaining: 0 });
+    return Promise.resolve({ written: [], dropped: [], rejected: [], remaining: 0 });
   }
   /** There is nothing to probe. */
   probe(): Promise<boolean> {

@@ -1,4 +1,5 @@
 import type { Clock } from '../clock.js';
+import { isStorageDataError } from '../errors.js';
 import { isExpired, type PublicKey } from './public-key.js';
 
 /** What one flush round did. */
@@ -7,6 +8,8 @@ export interface FlushResult {
   readonly written: readonly string[];
   /** Keys that expired while waiting; removed, never written (FT3). */
   readonly dropped: readonly string[];
+  /** Keys Postgres refused for their data; set aside (removed), never retried. */
+  readonly rejected: readonly { readonly kid: string; readonly key: PublicKey; readonly error: unknown }[];
   /** Keys still waiting after this round. */
   readonly remaining: number;
   /** Why the round stopped early, if it did. */
@@ -16,8 +19,9 @@ export interface FlushResult {
 /**
  * The retry mailbox of keys that are safe in memory but not yet in Postgres (FT2, FT3). Keys wait in arrival
  * order with no size limit. The flush policy lives here: expired keys are dropped, the rest are written oldest
- * first, and the round stops at the first failure so that an outage costs one timeout per round, not one per
- * key. A key is removed only after its write succeeded, so nothing is lost.
+ * first, and the round stops at the first failure of the store so that an outage costs one timeout per round,
+ * not one per key. A key is removed only after its write succeeded, or when the store refused it for its data
+ * (a {@link StorageDataError}: retrying cannot help, and keeping it at the head would block every key behind it).
  */
 export class PendingWrites {
   readonly #clock: Clock;
@@ -65,19 +69,27 @@ export class PendingWrites {
     return dropped;
   }
 
-  /** One flush round: drop expired keys, then `write` the rest in order until one fails. */
+  /**
+   * One flush round: drop expired keys, then `write` the rest in order until the store fails; a key the store
+   * refuses for its data is set aside and the round goes on.
+   */
   async flush(write: (key: PublicKey) => Promise<void>): Promise<FlushResult> {
     const dropped = this.dropExpired();
     const written: string[] = [];
+    const rejected: { kid: string; key: PublicKey; error: unknown }[] = [];
     for (const [kid, key] of [...this.#keys]) {
       try {
         await write(key);
       } catch (error) {
-        return { written, dropped, remaining: this.#keys.size, error };
+        if (!isStorageDataError(error))
+          return { written, dropped, rejected, remaining: this.#keys.size, error };
+        this.#keys.delete(kid);
+        rejected.push({ kid, key, error });
+        continue;
       }
       this.#keys.delete(kid);
       written.push(kid);
     }
-    return { written, dropped, remaining: this.#keys.size };
+    return { written, dropped, rejected, remaining: this.#keys.size };
   }
 }

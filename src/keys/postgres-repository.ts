@@ -1,6 +1,6 @@
 import type { Pool } from 'pg';
 import type { Clock } from '../clock.js';
-import { StorageError } from '../errors.js';
+import { StorageDataError, StorageError } from '../errors.js';
 import type { PublicJwk, PublicKey, SigningAlg } from './public-key.js';
 import type { Pingable, PublicKeyRepository } from './repository.js';
 
@@ -43,6 +43,21 @@ function fromRow(row: KeyRow): PublicKey {
   };
 }
 
+/**
+ * A pg error as ours: SQLSTATE classes 22 (data exception: a NUL byte, a date out of range) and 23 (integrity
+ * constraint violation) refuse this record only, so they become a {@link StorageDataError}; anything else (no
+ * connection, a timeout, a missing table) is the store's, a {@link StorageError}.
+ */
+export function toStorageError(operation: string, err: unknown): StorageError | StorageDataError {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && /^2[23][0-9A-Z]{3}$/.test(code)) {
+    return new StorageDataError(`postgres ${operation} refused the record (SQLSTATE ${code})`, code, {
+      cause: err,
+    });
+  }
+  return new StorageError(`postgres ${operation} failed`, { cause: err });
+}
+
 /** Options of {@link PostgresPublicKeyRepository}. */
 export interface PostgresRepositoryOptions {
   /** A pool configured with its own connect and query timeouts (see `createPgPool`). */
@@ -55,7 +70,8 @@ export interface PostgresRepositoryOptions {
 /**
  * Public keys in Postgres. The schema is created or migrated before the first query, and again after a failed
  * attempt, so a replica that started while Postgres was down migrates once it is back. Every pg error is
- * rethrown as a {@link StorageError} with the original as `cause`.
+ * rethrown as ours with the original as `cause` ({@link toStorageError}): a {@link StorageDataError} when
+ * Postgres refused the record for its data, a {@link StorageError} otherwise.
  */
 export class PostgresPublicKeyRepository implements PublicKeyRepository, Pingable {
   readonly #pool: Pool;
@@ -130,7 +146,7 @@ export class PostgresPublicKeyRepository implements PublicKeyRepository, Pingabl
     const result = await this.#pool
       .query(`DELETE FROM ${this.#schema}.public_keys WHERE expires_at <= $1`, [new Date(this.#clock.now())])
       .catch((err: unknown) => {
-        throw new StorageError('postgres deleteExpired failed', { cause: err });
+        throw toStorageError('deleteExpired', err);
       });
     return result.rowCount ?? 0;
   }
@@ -140,7 +156,7 @@ export class PostgresPublicKeyRepository implements PublicKeyRepository, Pingabl
       const result = await this.#pool.query(sql, params);
       return result.rows as Row[];
     } catch (err) {
-      throw new StorageError(`postgres ${what} failed`, { cause: err });
+      throw toStorageError(what, err);
     }
   }
 

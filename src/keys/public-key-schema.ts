@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { SIGNING_ALGORITHMS, type PublicKey } from './public-key.js';
+import { SIGNING_ALGS, type PublicKey } from './public-key.js';
 
 /**
  * A public key as it crosses a process boundary (NATS). Strict: an object with any private member (`d`, `p`, …)
@@ -8,12 +8,12 @@ import { SIGNING_ALGORITHMS, type PublicKey } from './public-key.js';
 export const publicKeySchema = z
   .object({
     kid: z.string().min(1).max(128),
-    alg: z.enum(SIGNING_ALGORITHMS),
+    alg: z.enum(SIGNING_ALGS),
     jwk: z
       .object({
         kty: z.enum(['EC', 'OKP', 'RSA']),
         kid: z.string().min(1).max(128),
-        alg: z.enum(SIGNING_ALGORITHMS),
+        alg: z.enum(SIGNING_ALGS),
         use: z.literal('sig'),
         crv: z.string().optional(),
         x: z.string().optional(),

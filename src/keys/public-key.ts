@@ -1,8 +1,11 @@
-/** Signing algorithms this service can issue tokens with: the one list every check and setting reads. */
-export const SIGNING_ALGORITHMS = ['ES256', 'EdDSA', 'RS256'] as const;
+/**
+ * Signing algorithms this service can issue tokens with: the one list that the configuration, the key schema
+ * and key verification all read.
+ */
+export const SIGNING_ALGS = ['ES256', 'EdDSA', 'RS256'] as const;
 
-/** One of {@link SIGNING_ALGORITHMS}. */
-export type SigningAlg = (typeof SIGNING_ALGORITHMS)[number];
+/** One of {@link SIGNING_ALGS}. */
+export type SigningAlg = (typeof SIGNING_ALGS)[number];
 
 /** The public half of a key as RFC 7517 describes it; never holds private members. */
 export interface PublicJwk {

@@ -1,5 +1,12 @@
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { readFileSync } from 'node:fs';
+import {
+  connect,
+  credsAuthenticator,
+  type ConnectionOptions,
+  type NatsConnection,
+} from '@nats-io/transport-node';
 import type { Logger } from 'pino';
+import type { NatsAuth } from '../config.js';
 import { describeError } from '../errors.js';
 
 /** Where the connection is. */
@@ -14,7 +21,34 @@ export interface NatsClientOptions {
   readonly startWaitMs: number;
   /** Delay between connection attempts, the first connection's and reconnections' alike. */
   readonly retryMs: number;
+  /** How to authenticate; unset: anonymously. */
+  readonly auth?: NatsAuth;
+  /** TLS files (a CA to trust, a client certificate and key); unset: as the URL says. */
+  readonly tls?: { readonly caFile?: string; readonly certFile?: string; readonly keyFile?: string };
   readonly log: Logger;
+}
+
+/** The connection options that carry `auth` and `tls`; a creds file is read again at every (re)connect. */
+export function securityOptions(
+  o: Pick<NatsClientOptions, 'auth' | 'tls'>,
+): Pick<ConnectionOptions, 'user' | 'pass' | 'token' | 'authenticator' | 'tls'> {
+  const tls = o.tls ? { tls: { ...o.tls } } : {};
+  switch (o.auth?.type) {
+    case undefined:
+      return tls;
+    case 'user':
+      return { ...tls, user: o.auth.user, pass: o.auth.password };
+    case 'token':
+      return { ...tls, token: o.auth.token };
+    case 'creds': {
+      const file = o.auth.file;
+      return { ...tls, authenticator: credsAuthenticator(() => readFileSync(file)) };
+    }
+    default: {
+      const unknown: never = o.auth;
+      throw new Error(`unknown NATS authentication ${JSON.stringify(unknown)}`);
+    }
+  }
 }
 
 /**
@@ -61,6 +95,7 @@ export class NatsClient {
       maxReconnectAttempts: -1,
       reconnectTimeWait: this.#o.retryMs,
       timeout: Math.max(500, this.#o.retryMs),
+      ...securityOptions(this.#o),
       // Asked before every dial: the client documents that a throw here ends a first connection still under
       // way, which is how a stop before NATS was ever reached ends the client's retry loop.
       reconnectToServer: () => {

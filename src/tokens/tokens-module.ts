@@ -1,6 +1,7 @@
 import type { Capability, SharedPieces } from '../capability.js';
 import type { Config } from '../config.js';
 import { createKeyLifecycle } from '../keys/key-lifecycle.js';
+import type { KeyStore } from '../keys/key-store.js';
 import { BoundHistogram } from '../metrics.js';
 import { undiciFetchJson, type FetchJson } from './http-fetch.js';
 import { RemoteJwks } from './remote-jwks.js';
@@ -17,6 +18,11 @@ export type TokensModuleConfig = Pick<
   'replicaId' | 'database' | 'nats' | 'keyStore' | 'signing' | 'tokenIssuer' | 'tokens'
 >;
 
+/** The tokens capability, and its KeyStore for callers that manage keys (operators' tooling, tests). */
+export interface TokensCapability extends Capability {
+  readonly keyStore: KeyStore;
+}
+
 /** What tests may replace. */
 export interface TokensModuleDependencies {
   /** Fetches providers' JWKS and discovery documents (undici by default). */
@@ -32,7 +38,7 @@ export async function createTokensModule(
   config: TokensModuleConfig,
   shared: SharedPieces,
   deps: TokensModuleDependencies = {},
-): Promise<Capability> {
+): Promise<TokensCapability> {
   const { clock, log, metrics } = shared;
   const tokensConfig = config.tokenIssuer.configPath
     ? await loadTokensConfig(config.tokenIssuer.configPath, config.signing.tokenMaxTtlS)
@@ -95,6 +101,7 @@ export async function createTokensModule(
 
   return {
     name: 'tokens',
+    keyStore: keys.keyStore,
     foundations: [
       ...keys.foundations,
       { name: 'signing-pool', start: () => Promise.resolve(), stop: () => signer.close() },

@@ -6,7 +6,7 @@ import {
   type FaultTolerantPublicKeyRepository,
 } from '../../src/keys/fault-tolerant-repository.js';
 import { KeyStore } from '../../src/keys/key-store.js';
-import { createPgPool } from '../../src/keys/pg-pool.js';
+import { createPgPool } from '../../src/postgres/pg-pool.js';
 import { PostgresPublicKeyRepository } from '../../src/keys/postgres-repository.js';
 import { silentLogger } from '../../src/log.js';
 import { makeKey } from '../support/keys.js';

@@ -4,7 +4,7 @@ import { systemClock } from '../../src/clock.js';
 import { HttpServer } from '../../src/http/server.js';
 import { createFaultTolerantRepository } from '../../src/keys/fault-tolerant-repository.js';
 import { KeyStore } from '../../src/keys/key-store.js';
-import { createPgPool } from '../../src/keys/pg-pool.js';
+import { createPgPool } from '../../src/postgres/pg-pool.js';
 import { PostgresPublicKeyRepository } from '../../src/keys/postgres-repository.js';
 import { PublicKeyReads } from '../../src/keys/public-key-reads.js';
 import { silentLogger } from '../../src/log.js';

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import type pg from 'pg';
 import { StorageError } from '../../src/errors.js';
-import { createPgPool } from '../../src/keys/pg-pool.js';
+import { createPgPool } from '../../src/postgres/pg-pool.js';
 import { PostgresPublicKeyRepository } from '../../src/keys/postgres-repository.js';
 import { silentLogger } from '../../src/log.js';
 import { makeKey } from '../support/keys.js';

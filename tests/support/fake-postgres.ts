@@ -1,6 +1,6 @@
 import sinon from 'sinon';
 import type { Clock } from '../../src/clock.js';
-import { StorageError } from '../../src/errors.js';
+import { StorageDataError, StorageError } from '../../src/errors.js';
 import type { PublicKey } from '../../src/keys/public-key.js';
 import type { Pingable, PublicKeyRepository } from '../../src/keys/repository.js';
 
@@ -16,8 +16,23 @@ export class FakePostgres implements PublicKeyRepository, Pingable {
   /** When false, `get`/`list` return expired rows too, to prove the caller filters them. */
   filterExpired = true;
   readonly rows = new Map<string, PublicKey>();
-  readonly create = sinon.spy((key: PublicKey) => this.#answer(() => void this.#insert(key)));
-  readonly get = sinon.spy((kid: string) => this.#answer(() => this.#visible(this.rows.get(kid))));
+  /** Kids Postgres refuses for their data (as a NUL byte or a date out of range would be), while up. */
+  readonly refusedKids = new Set<string>();
+  /** While set, writes fail with it though pings answer (a missing privilege, a broken table). */
+  failWrites: Error | undefined;
+  readonly create = sinon.spy((key: PublicKey) =>
+    this.#answer(() => {
+      if (this.failWrites) throw this.failWrites;
+      this.#refuse(key.kid);
+      this.#insert(key);
+    }),
+  );
+  readonly get = sinon.spy((kid: string) =>
+    this.#answer(() => {
+      this.#refuse(kid);
+      return this.#visible(this.rows.get(kid));
+    }),
+  );
   /** Mutable so a test can make only the reload fail. */
   list = sinon.spy(() =>
     this.#answer(() => [...this.rows.values()].filter((k) => this.#visible(k) !== undefined)),
@@ -44,6 +59,11 @@ export class FakePostgres implements PublicKeyRepository, Pingable {
       (n, s) => n + s.callCount,
       0,
     );
+  }
+
+  #refuse(kid: string): void {
+    if (this.refusedKids.has(kid))
+      throw new StorageDataError('postgres refused the record (SQLSTATE 22021)', '22021');
   }
 
   #insert(key: PublicKey): void {

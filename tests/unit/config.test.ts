@@ -1,6 +1,11 @@
+import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { loadConfig } from '../../src/config.js';
 import { ConfigError } from '../../src/errors.js';
+
+const SECRET = 'a-cluster-secret-of-at-least-32-bytes';
+/** An existing file, standing in for CA, certificate and creds files. */
+const HERE = fileURLToPath(import.meta.url);
 
 describe('configuration', () => {
   it('with nothing set, runs one self-contained replica on port 8080', () => {
@@ -88,6 +93,34 @@ describe('configuration', () => {
     ],
     ['a start-up hold that is not a boolean', { KEY_STARTUP_HOLD: 'yes' }, /KEY_STARTUP_HOLD/],
     [
+      'a cluster secret under 32 bytes',
+      { CLUSTER_SECRET: 'x'.repeat(31) },
+      /CLUSTER_SECRET: at least 32 bytes/,
+    ],
+    [
+      'a previous cluster secret without a current one',
+      { CLUSTER_SECRET_PREVIOUS: SECRET },
+      /CLUSTER_SECRET_PREVIOUS: needs CLUSTER_SECRET/,
+    ],
+    ['a NATS user without a password', { NATS_USER: 'svc' }, /NATS_PASSWORD/],
+    [
+      'two NATS authentications',
+      { NATS_TOKEN: 't', NATS_USER: 'u', NATS_PASSWORD: 'p' },
+      /NATS_TOKEN: one NATS/,
+    ],
+    [
+      'a NATS file that does not exist',
+      { NATS_TLS_CA_FILE: '/nonexistent/ca.pem' },
+      /NATS_TLS_CA_FILE: no such/,
+    ],
+    ['a NATS client certificate without its key', { NATS_TLS_CERT_FILE: HERE }, /NATS_TLS_KEY_FILE/],
+    [
+      'accepted algorithms without the signing one',
+      { KEY_ACCEPT_ALGS: 'EdDSA' },
+      /KEY_ACCEPT_ALGS: must include/,
+    ],
+    ['an unknown accepted algorithm', { KEY_ACCEPT_ALGS: 'ES256,HS256' }, /KEY_ACCEPT_ALGS/],
+    [
       'a pg query timeout not longer than the key store timeout',
       { DATABASE_QUERY_TIMEOUT_MS: '400' },
       /DATABASE_QUERY_TIMEOUT_MS: must be longer than KEYSTORE_PG_TIMEOUT_MS/,
@@ -107,6 +140,57 @@ describe('configuration', () => {
         .that.matches(message);
     });
   }
+});
+
+describe('configuration – cluster trust', () => {
+  it('reads the cluster secrets, NATS credentials and TLS files, and the accepted algorithms', () => {
+    const config = loadConfig({
+      NATS_URL: 'tls://127.0.0.1:4222',
+      NATS_USER: 'svc',
+      NATS_PASSWORD: 'pw',
+      NATS_TLS_CA_FILE: HERE,
+      CLUSTER_SECRET: SECRET,
+      CLUSTER_SECRET_PREVIOUS: `${SECRET}-old`,
+      SIGNING_ALG: 'EdDSA',
+      KEY_ACCEPT_ALGS: 'ES256, EdDSA',
+    });
+    expect(config.nats?.auth).to.deep.equal({ type: 'user', user: 'svc', password: 'pw' });
+    expect(config.nats?.tls).to.deep.equal({ caFile: HERE });
+    expect(config.clusterSecret).to.deep.equal({ current: SECRET, previous: `${SECRET}-old` });
+    expect(config.signing.acceptAlgs).to.deep.equal(['ES256', 'EdDSA']);
+    expect(loadConfig({ NATS_URL: 'nats://127.0.0.1:4222', NATS_CREDS_FILE: HERE }).nats?.auth).to.deep.equal(
+      {
+        type: 'creds',
+        file: HERE,
+      },
+    );
+    expect(loadConfig({ NATS_URL: 'nats://127.0.0.1:4222', NATS_TOKEN: 't' }).nats?.auth).to.deep.equal({
+      type: 'token',
+      token: 't',
+    });
+  });
+
+  it('takes NATS credentials written into the URL, which the client would not send', () => {
+    const auth = (url: string) => loadConfig({ NATS_URL: url }).nats?.auth;
+    expect(auth('nats://svc:p%40ss@127.0.0.1:4222')).to.deep.equal({
+      type: 'user',
+      user: 'svc',
+      password: 'p@ss',
+    });
+    expect(auth('nats://a-token@127.0.0.1:4222')).to.deep.equal({ type: 'token', token: 'a-token' });
+    expect(loadConfig({ NATS_URL: 'nats://x:y@127.0.0.1:4222', NATS_TOKEN: 't' }).nats?.auth).to.deep.equal({
+      type: 'token',
+      token: 't',
+    });
+  });
+
+  it('by default: no cluster secret, anonymous NATS, and only the signing algorithm trusted', () => {
+    const config = loadConfig({ NATS_URL: 'nats://127.0.0.1:4222' });
+    expect(config.clusterSecret).to.be.undefined;
+    expect(config.nats?.auth).to.be.undefined;
+    expect(config.nats?.tls).to.be.undefined;
+    expect(config.signing.acceptAlgs).to.deep.equal(['ES256']);
+  });
 });
 
 describe('log hygiene', () => {

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import sinon from 'sinon';
 import type { Clock } from '../../../src/clock.js';
+import { StorageError } from '../../../src/errors.js';
 import {
   createFaultTolerantRepository,
   FaultTolerantPublicKeyRepository,
@@ -23,7 +24,11 @@ interface Fixture {
   memory: MemoryPublicKeyRepository;
   pending: PendingWrites;
   repo: FaultTolerantPublicKeyRepository;
-  hooks: { onAvailabilityChange: sinon.SinonSpy; onPostgresFailure: sinon.SinonSpy };
+  hooks: {
+    onAvailabilityChange: sinon.SinonSpy;
+    onPostgresFailure: sinon.SinonSpy;
+    onKeyRejected: sinon.SinonSpy;
+  };
 }
 
 function setup(): Fixture {
@@ -31,7 +36,11 @@ function setup(): Fixture {
   const pg = new FakePostgres(clock);
   const memory = new MemoryPublicKeyRepository(clock);
   const pending = new PendingWrites(clock);
-  const hooks = { onAvailabilityChange: sinon.spy(), onPostgresFailure: sinon.spy() };
+  const hooks = {
+    onAvailabilityChange: sinon.spy(),
+    onPostgresFailure: sinon.spy(),
+    onKeyRejected: sinon.spy(),
+  };
   const repo = new FaultTolerantPublicKeyRepository({
     postgres: pg,
     memory,
@@ -370,18 +379,46 @@ describe('fault-tolerant repository', () => {
       expect(f.hooks.onAvailabilityChange.lastCall.args).to.deep.equal([true]);
     });
 
-    it('the probe leaves recovery to the flush round while keys are pending: flush first, then reload', async () => {
+    it('the probe runs while keys are pending: a ping that answers flushes them, then reloads', async () => {
+      f.pg.mode = 'down';
+      const key = makeKey({ expiresAt: T0 + HOUR });
+      await f.repo.create(key);
+      expect(await f.repo.probe()).to.be.false;
+      f.pg.mode = 'up';
+      expect(await f.repo.probe()).to.be.true;
+      expect(f.pg.ping.lastCall.calledBefore(f.pg.create.lastCall)).to.be.true;
+      expect(f.pg.create.lastCall.calledBefore(f.pg.list.lastCall)).to.be.true;
+      expect(f.repo.postgresAvailable).to.be.true;
+      expect(f.pg.rows.has(key.kid)).to.be.true;
+      expect(f.pending.size).to.equal(0);
+    });
+
+    it('writes are stuck while Postgres answers pings but refuses pending writes, and unstuck once they go through', async () => {
       f.pg.mode = 'down';
       const key = makeKey({ expiresAt: T0 + HOUR });
       await f.repo.create(key);
       f.pg.mode = 'up';
+      f.pg.failWrites = new StorageError('permission denied for table public_keys');
       expect(await f.repo.probe()).to.be.false;
-      expect(f.pg.ping.called).to.be.false;
+      expect(f.repo.writesStuck).to.be.true;
+      expect(f.repo.postgresAvailable).to.be.false;
+      expect(f.pending.has(key.kid)).to.be.true;
 
-      await f.repo.flushPending();
-      expect(f.pg.create.lastCall.calledBefore(f.pg.list.lastCall)).to.be.true;
-      expect(f.repo.postgresAvailable).to.be.true;
+      f.pg.failWrites = undefined;
+      expect(await f.repo.probe()).to.be.true;
+      expect(f.repo.writesStuck).to.be.false;
       expect(f.pg.rows.has(key.kid)).to.be.true;
+    });
+
+    it('an outage is not stuck writes: a ping that fails clears the mark', async () => {
+      f.pg.mode = 'down';
+      await f.repo.create(makeKey({ expiresAt: T0 + HOUR }));
+      f.pg.mode = 'up';
+      f.pg.failWrites = new StorageError('permission denied');
+      await f.repo.probe();
+      f.pg.mode = 'down';
+      await f.repo.probe();
+      expect(f.repo.writesStuck).to.be.false;
     });
 
     it('is a no-op while Postgres is available', async () => {
@@ -396,6 +433,85 @@ describe('fault-tolerant repository', () => {
       f.pg.list = sinon.spy(() => Promise.reject<PublicKey[]>(new Error('still flaky')));
       expect(await f.repo.probe()).to.be.false;
       expect(f.repo.postgresAvailable).to.be.false;
+    });
+  });
+
+  describe('keys Postgres refuses for their data (SQLSTATE 22/23)', () => {
+    it('a key refused on create stays in memory and serves, is not pending, and Postgres stays available', async () => {
+      const bad = makeKey({ expiresAt: T0 + HOUR });
+      f.pg.refusedKids.add(bad.kid);
+      await f.repo.create(bad);
+      expect(f.pending.has(bad.kid)).to.be.false;
+      expect(f.repo.postgresAvailable).to.be.true;
+      expect(f.hooks.onAvailabilityChange.called).to.be.false;
+      expect(f.hooks.onPostgresFailure.called).to.be.false;
+      expect(f.hooks.onKeyRejected.calledOnceWith(bad.kid)).to.be.true;
+      expect(await f.repo.get(bad.kid)).to.deep.equal(bad);
+      expect(f.repo.isSetAside(bad.kid)).to.be.true;
+    });
+
+    it('a refused key at the head of pending writes is set aside and the keys behind it are written in the same round', async () => {
+      f.pg.mode = 'down';
+      const bad = makeKey({ expiresAt: T0 + HOUR });
+      const later = [makeKey({ expiresAt: T0 + HOUR }), makeKey({ expiresAt: T0 + HOUR })];
+      for (const key of [bad, ...later]) await f.repo.create(key);
+      f.pg.mode = 'up';
+      f.pg.refusedKids.add(bad.kid);
+      const result = await f.repo.flushPending();
+      expect(result.written).to.deep.equal(later.map((k) => k.kid));
+      expect(result.rejected.map((r) => r.kid)).to.deep.equal([bad.kid]);
+      expect(f.pending.size).to.equal(0);
+      expect(f.repo.postgresAvailable).to.be.true;
+      expect(f.hooks.onKeyRejected.calledOnceWith(bad.kid)).to.be.true;
+      // Set aside, not lost: it still serves from memory while it is valid.
+      expect(await f.repo.get(bad.kid)).to.deep.equal(bad);
+      expect((await f.repo.flushPending()).written).to.deep.equal([]);
+      expect(f.pg.create.withArgs(bad).callCount).to.equal(2); // the create and one flush, never again
+    });
+
+    it('a kid Postgres refuses to look up (a NUL byte in the URL) is answered from memory and leaves Postgres available', async () => {
+      f.pg.refusedKids.add('bad\u0000kid');
+      expect(await f.repo.get('bad\u0000kid')).to.be.undefined;
+      expect(f.repo.postgresAvailable).to.be.true;
+    });
+  });
+
+  describe('keys read from Postgres pass the gate (SPEC X7)', () => {
+    function gated(admit: (key: PublicKey) => boolean) {
+      const gate = { admit: sinon.spy((key: PublicKey, _source: string) => Promise.resolve(admit(key))) };
+      const repo = new FaultTolerantPublicKeyRepository({
+        postgres: f.pg,
+        memory: f.memory,
+        pending: f.pending,
+        clock: f.clock,
+        timeoutMs: TIMEOUT,
+        log: silentLogger(),
+        gate,
+      });
+      return { gate, repo };
+    }
+
+    it('a row the gate refuses is neither stored in memory nor served, by loadAll, list or get', async () => {
+      const forged = makeKey({ expiresAt: T0 + HOUR });
+      const genuine = makeKey({ expiresAt: T0 + HOUR });
+      f.pg.rows.set(forged.kid, forged);
+      f.pg.rows.set(genuine.kid, genuine);
+      const { gate, repo } = gated((key) => key.kid !== forged.kid);
+      expect(await repo.loadAll()).to.be.true;
+      expect((await repo.list()).map((k) => k.kid)).to.deep.equal([genuine.kid]);
+      expect(await repo.get(forged.kid)).to.be.undefined;
+      expect(f.memory.getNow(forged.kid)).to.be.undefined;
+      expect(gate.admit.alwaysCalledWith(sinon.match.any, 'postgres')).to.be.true;
+    });
+
+    it('a key memory already holds is served as memory holds it, without a check', async () => {
+      const mine = makeKey({ expiresAt: T0 + HOUR });
+      await f.memory.create(mine);
+      f.pg.rows.set(mine.kid, { ...mine, expiresAt: T0 + 2 * HOUR });
+      const { gate, repo } = gated(() => false);
+      expect(await repo.get(mine.kid)).to.deep.equal(mine);
+      expect(await repo.list()).to.deep.equal([mine]);
+      expect(gate.admit.called).to.be.false;
     });
   });
 

@@ -51,6 +51,47 @@ describe('key store actor', () => {
     expect(await t.store.get(key.kid)).to.deep.equal(key);
   });
 
+  it('timer messages never pile up behind a stalled Postgres: a caller waits for one round at most', async () => {
+    t = build();
+    t.pg.mode = 'down';
+    await t.store.start();
+    await t.store.create(makeKey({ expiresAt: T0 + HOUR }));
+    t.pg.mode = 'stall';
+    // Each probe and flush costs a 500 ms timeout, longer than the probe interval: ticks would stack up.
+    await t.timers.tickAsync(20 * INTERVALS.probeIntervalMs);
+    expect(t.store.backlog).to.be.at.most(2);
+    const key = makeKey({ expiresAt: T0 + HOUR });
+    const created = t.store.create(key);
+    await t.timers.tickAsync(2 * 500);
+    expect(await created).to.be.false;
+    t.pg.mode = 'up'; // so that stopping's last flush round answers
+    await t.timers.tickAsync(500);
+  });
+
+  it('a key Postgres refuses for its data is not reported stored, so it never counts as published', async () => {
+    t = build();
+    await t.store.start();
+    const bad = makeKey({ expiresAt: T0 + HOUR });
+    t.pg.refusedKids.add(bad.kid);
+    expect(await t.store.create(bad)).to.be.false;
+    expect(await t.store.create(makeKey({ expiresAt: T0 + HOUR }))).to.be.true;
+    expect(t.store.state).to.include({ postgresAvailable: true, pending: 0, writesStuck: false });
+  });
+
+  it('the probe finds a Postgres that answers but refuses writes: the store reports its writes stuck', async () => {
+    t = build();
+    t.pg.mode = 'down';
+    await t.store.start();
+    await t.store.create(makeKey({ expiresAt: T0 + HOUR }));
+    t.pg.mode = 'up';
+    t.pg.failWrites = new Error('permission denied for table public_keys');
+    await t.timers.tickAsync(INTERVALS.probeIntervalMs);
+    expect(t.store.state).to.include({ postgresAvailable: false, pending: 1, writesStuck: true });
+    t.pg.failWrites = undefined;
+    await t.timers.tickAsync(INTERVALS.flushIntervalMs);
+    expect(t.store.state).to.include({ postgresAvailable: true, pending: 0, writesStuck: false });
+  });
+
   it('starts with Postgres unreachable and serves what it creates (FT7)', async () => {
     t = build();
     t.pg.mode = 'down';
@@ -114,9 +155,11 @@ describe('key store actor', () => {
       durable: true,
       postgresAvailable: true,
       pendingCount: 0,
+      writesStuck: false,
       isPending: () => false,
+      isSetAside: () => false,
       loadAll: track('loadAll', true),
-      flushPending: track('flush', { written: [], dropped: [], remaining: 0 }),
+      flushPending: track('flush', { written: [], dropped: [], rejected: [], remaining: 0 }),
       probe: track('probe', true),
       create: track('create', undefined),
       get: track('get', undefined),
