@@ -39,6 +39,10 @@ const GROUPS: Record<string, Group> = {
     mutate: ['src/keys/public-key-reads.ts'],
     tests: ['tests/unit/keys/public-key-reads.test.ts'],
   },
+  'key-trust': {
+    mutate: ['src/keys/verify-public-key.ts'],
+    tests: ['tests/unit/keys/verify-public-key.test.ts'],
+  },
   'subject-token': {
     mutate: ['src/tokens/subject-token.ts'],
     tests: ['tests/unit/tokens/subject-token.test.ts', 'tests/unit/tokens/subject-token.pins.test.ts'],
@@ -121,7 +125,7 @@ for (const name of chosen) {
     tsconfigFile: 'tsconfig.json',
     mutate: group.mutate,
     concurrency: 1,
-    reporters: ['clear-text'],
+    reporters: ['clear-text', 'progress-append-only'],
     clearTextReporter: { allowColor: false, logTests: false, reportScoreTable: false },
     tempDirName: '.stryker-tmp',
     cleanTempDir: true,
