@@ -78,6 +78,27 @@ describe('subject token – pinned requirements', () => {
       }
     });
 
+    it('T1: a token without dots is refused, even one whose halves would decode as JSON objects', () => {
+      // Read as if split at its last character, this would be a header, a payload and a signature.
+      const token = `${b64({ a: 1 })}A`;
+      expect(readCompactJwt(token)).to.equal(undefined);
+    });
+
+    it('T1: a header or payload of 1 modulo 4 characters is refused, though Buffer would decode it to JSON', () => {
+      /** The base64url of a JSON object padded with spaces to a multiple of 3 bytes: no partial last group. */
+      const whole = (value: object) => {
+        let json = JSON.stringify(value);
+        while (json.length % 3 !== 0) json += ' ';
+        return b64(json);
+      };
+      const header = whole({ alg: 'ES256', kid: 'k1' });
+      const payload = whole({ iss: 'https://idp.test', aud: 'exchange' });
+      expect(readCompactJwt(`${header}.${payload}.${SIGNATURE}`)).to.not.equal(undefined);
+      // One more character is dropped by Buffer's decoder (the same JSON), refused as jose refuses it.
+      expect(readCompactJwt(`${header}A.${payload}.${SIGNATURE}`), 'header').to.equal(undefined);
+      expect(readCompactJwt(`${header}.${payload}A.${SIGNATURE}`), 'payload').to.equal(undefined);
+    });
+
     it('T1: a segment whose length is 1 modulo 4 is refused in every position', () => {
       const parts = [HEADER, PAYLOAD, SIGNATURE];
       for (let i = 0; i < 3; i++) {
