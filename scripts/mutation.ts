@@ -37,7 +37,7 @@ const GROUPS: Record<string, Group> = {
   },
   'key-reads': {
     mutate: ['src/keys/public-key-reads.ts'],
-    tests: ['tests/unit/keys/public-key-reads.test.ts'],
+    tests: ['tests/unit/keys/public-key-reads.test.ts', 'tests/unit/keys/public-key-reads.pins.test.ts'],
   },
   'key-trust': {
     mutate: ['src/keys/verify-public-key.ts'],
