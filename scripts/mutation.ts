@@ -41,7 +41,7 @@ const GROUPS: Record<string, Group> = {
   },
   'key-trust': {
     mutate: ['src/keys/verify-public-key.ts'],
-    tests: ['tests/unit/keys/verify-public-key.test.ts'],
+    tests: ['tests/unit/keys/verify-public-key.test.ts', 'tests/unit/keys/verify-public-key.pins.test.ts'],
   },
   'subject-token': {
     mutate: ['src/tokens/subject-token.ts'],
