@@ -1,5 +1,10 @@
 import { expect } from 'chai';
-import { ClientRegistry, hashSecret, presentedCredentials } from '../../../src/tokens/client-auth.js';
+import {
+  BASIC_CHALLENGE,
+  ClientRegistry,
+  hashSecret,
+  presentedCredentials,
+} from '../../../src/tokens/client-auth.js';
 import { OAuthError } from '../../../src/tokens/oauth-error.js';
 
 // Client authentication (T3) at the edges mutation testing found unpinned.
@@ -94,5 +99,9 @@ describe('client authentication – pinned requirements', () => {
     );
     expect(creds?.clientSecret).to.equal('');
     expect(registry.authenticate(creds!).id).to.equal('svc-e');
+  });
+
+  it('T3: a 401 challenges for Basic in the token realm, UTF-8 (RFC 7617 §2.1)', () => {
+    expect(BASIC_CHALLENGE).to.equal('Basic realm="token", charset="UTF-8"');
   });
 });
