@@ -5,6 +5,7 @@ import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
 import { healthRoutes } from './http/health.js';
 import { HttpServer } from './http/server.js';
+import { createGradesMetrics } from './grades/grades-metrics.js';
 import { GradesReplica } from './grades/grades-replica.js';
 import { BasicAuth, getRoutes, setRoutes } from './grades/routes.js';
 import { createFaultTolerantRepository } from './keys/fault-tolerant-repository.js';
@@ -148,6 +149,7 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
       'GRADES_PASSWORD is not set; generated one for this run',
     );
   }
+  const gradesMetrics = createGradesMetrics(metrics);
   const grades = new GradesReplica({
     replicaId: config.replicaId,
     ...(nats ? { nats } : {}),
@@ -156,6 +158,10 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
     peerAuthorization: BasicAuth.header(config.grades.user, gradesPassword),
     publishWindow: config.grades.publishWindow,
     joinAttempts: config.grades.joinAttempts,
+    outboxDir: config.grades.outboxDir,
+    restoreFrom: config.grades.restoreFrom,
+    writeTimeoutMs: config.grades.writeTimeoutMs,
+    metrics: gradesMetrics.sink,
     log,
     onFatal: (err) => deps.onFatal?.(err),
   });
@@ -189,24 +195,7 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
     () => (keyStore.state.postgresAvailable ? 1 : 0),
   );
 
-  readGauge(
-    metrics,
-    'grades_records',
-    'UserGrade records held by this replica.',
-    () => grades.actor.state.records,
-  );
-  readGauge(
-    metrics,
-    'grades_outbox',
-    'Local grade writes not yet acknowledged by the stream.',
-    () => grades.outboxSize,
-  );
-  readGauge(
-    metrics,
-    'grades_stream_position',
-    'Highest replication stream sequence applied by this replica.',
-    () => grades.actor.state.position,
-  );
+  gradesMetrics.watch(grades);
 
   const fetchJson = deps.fetchJson ?? undiciFetchJson;
   const providers: Provider[] = tokensConfig.providers.map((p) => ({
@@ -260,13 +249,12 @@ export async function createApp(config: Config, deps: AppDependencies): Promise<
     ...natsCheck,
   ];
   const gradesReadiness = [
-    { name: 'grades', check: () => ({ ready: grades.ready, detail: grades.state }) },
+    { name: 'grades', check: () => ({ ready: grades.ready, detail: grades.stats }) },
     ...natsCheck,
   ];
   const gradesRoutes = {
-    actor: grades.actor,
+    grades,
     auth: new BasicAuth(config.grades.user, gradesPassword),
-    ready: () => grades.ready,
     replicaId: config.replicaId,
   };
   const gradesSetHttp = new HttpServer({

@@ -2,9 +2,9 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { BadRequestError, NotFoundError, UnsupportedMediaTypeError } from '../errors.js';
 import { parseBasic } from '../http/basic-auth.js';
 import type { HttpResponse, Route } from '../http/server.js';
-import { openBackup } from './backup.js';
-import type { GradesActor } from './grades-actor.js';
+import { GradesUnavailableError, GradesWriteUnconfirmedError } from './errors.js';
 import { gradeUpdateSchema } from './model.js';
+import type { GradesPort } from './port.js';
 
 /** HTTP Basic credentials compared as SHA-256 digests in constant time (G4). */
 export class BasicAuth {
@@ -45,11 +45,15 @@ const NOT_READY: HttpResponse = {
   json: { error: 'not_ready', message: 'replica is still joining the cluster' },
 };
 
+/** The response header that carries the stream sequence a write was stored at (a 200 with replication). */
+export const STREAM_SEQUENCE_HEADER = 'x-stream-sequence';
+/** The response header of a 202: the write is kept locally and waits to be replicated. */
+export const REPLICATION_HEADER = 'x-replication';
+
 /** What the grades routes need. */
 export interface GradesRoutesOptions {
-  readonly actor: GradesActor;
+  readonly grades: GradesPort;
   readonly auth: BasicAuth;
-  readonly ready: () => boolean;
   readonly replicaId: string;
 }
 
@@ -61,7 +65,7 @@ export function setRoutes(o: GradesRoutesOptions): Route[] {
       path: '/set',
       handler: async (req) => {
         if (!o.auth.accepts(req.headers.authorization)) return UNAUTHORIZED;
-        if (!o.ready()) return NOT_READY;
+        if (!o.grades.ready) return NOT_READY;
         const type = (req.headers['content-type'] ?? 'application/json').split(';')[0]?.trim().toLowerCase();
         if (type !== 'application/json')
           throw new UnsupportedMediaTypeError('content type must be application/json');
@@ -78,7 +82,38 @@ export function setRoutes(o: GradesRoutesOptions): Route[] {
           const where = issue?.path.join('.') || 'body';
           throw new BadRequestError(`${where}: ${issue?.message ?? 'invalid'}`);
         }
-        return { status: 200, json: await o.actor.ask({ type: 'set', update: parsed.data }) };
+        let outcome;
+        try {
+          outcome = await o.grades.set(parsed.data);
+        } catch (err) {
+          if (err instanceof GradesUnavailableError || err instanceof GradesWriteUnconfirmedError) {
+            return {
+              status: 503,
+              headers: { 'retry-after': '1' },
+              json: {
+                error: err instanceof GradesUnavailableError ? 'unavailable' : 'unconfirmed',
+                message: err.message,
+              },
+            };
+          }
+          throw err;
+        }
+        switch (outcome.status) {
+          case 'stored':
+            return {
+              status: 200,
+              headers: { [STREAM_SEQUENCE_HEADER]: String(outcome.seq) },
+              json: outcome.record,
+            };
+          case 'logged':
+            return { status: 202, headers: { [REPLICATION_HEADER]: 'pending' }, json: outcome.record };
+          case 'local':
+            return { status: 200, json: outcome.record };
+          default: {
+            const unknown: never = outcome;
+            throw new Error(`unknown outcome ${JSON.stringify(unknown)}`);
+          }
+        }
       },
     },
   ];
@@ -91,10 +126,10 @@ export function getRoutes(o: GradesRoutesOptions): Route[] {
       method: 'GET',
       path: '/get',
       handler: (req) => {
-        if (!o.ready()) return NOT_READY;
+        if (!o.grades.ready) return NOT_READY;
         const userId = req.query.get('user_id');
         if (!userId) throw new BadRequestError('user_id is required');
-        const record = o.actor.peek(userId);
+        const record = o.grades.get(userId);
         if (!record) throw new NotFoundError('no such user_id');
         return { status: 200, json: record };
       },
@@ -104,8 +139,8 @@ export function getRoutes(o: GradesRoutesOptions): Route[] {
       path: '/backup',
       handler: async (req) => {
         if (!o.auth.accepts(req.headers.authorization)) return UNAUTHORIZED;
-        if (!o.ready()) return NOT_READY;
-        const backup = await openBackup(o.actor);
+        if (!o.grades.ready) return NOT_READY;
+        const backup = await o.grades.backup();
         const stamp = backup.generatedAt
           .toISOString()
           .replace(/[-:]/g, '')
@@ -115,7 +150,7 @@ export function getRoutes(o: GradesRoutesOptions): Route[] {
           headers: {
             'content-type': 'application/gzip',
             'content-disposition': `attachment; filename="grades-${o.replicaId}-${stamp}-seq${backup.position}.csv.gz"`,
-            'x-stream-sequence': String(backup.position),
+            [STREAM_SEQUENCE_HEADER]: String(backup.position),
             'x-generated-at': backup.generatedAt.toISOString(),
             'cache-control': 'no-store',
           },

@@ -1,0 +1,35 @@
+import { AppError } from '../errors.js';
+
+/** A write was refused because it could not be kept (the stream is unreachable and there is no outbox log). */
+export class GradesUnavailableError extends AppError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('STORAGE_UNAVAILABLE', message, options);
+  }
+}
+
+/**
+ * A write was sent to the stream but its storage was not confirmed in time: it may still be applied (it is
+ * retried in order), so the client may retry it or read it back later.
+ */
+export class GradesWriteUnconfirmedError extends AppError {
+  constructor(ms: number) {
+    super(
+      'TIMEOUT',
+      `the stream did not confirm the write within ${ms} ms; it may still be applied (retrying is safe)`,
+    );
+  }
+}
+
+/** A backup that would leave writes out or misorder them: another stream incarnation, or beyond the stream. */
+export class BackupRefusedError extends AppError {
+  constructor(message: string) {
+    super('CONFIG_INVALID', message);
+  }
+}
+
+/** The running consumer found the stream no longer continues where this replica's data stops (X4). */
+export class StreamGapError extends AppError {
+  constructor(message: string) {
+    super('STORAGE_UNAVAILABLE', message);
+  }
+}

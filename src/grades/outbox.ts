@@ -1,0 +1,380 @@
+import type { Logger } from 'pino';
+import { describeError } from '../errors.js';
+import { GradesUnavailableError, GradesWriteUnconfirmedError } from './errors.js';
+import type { GradeUpdate, UserGrade } from './model.js';
+import type { LoggedWrite, OutboxLog } from './outbox-log.js';
+import { decodeReplication, encodeReplication, lastN } from './wire.js';
+
+/** What the outbox needs of JetStream (see `jetStreamPort` in replication.ts); a fake in unit tests. */
+export interface StreamPort {
+  /**
+   * Publishes on `subject` only if the last message stored on it has sequence `expectLastSubjectSeq`
+   * (0: none); resolves with the new message's stream sequence.
+   */
+  publish(
+    subject: string,
+    data: Uint8Array,
+    options: { msgID: string; timeout: number; expectLastSubjectSeq: number },
+  ): Promise<{ seq: number }>;
+  /** The last message stored on `subject`, or undefined when there is none. */
+  last(subject: string): Promise<{ seq: number; data: Uint8Array } | undefined>;
+}
+
+/** How a write was kept. */
+export type WriteReceipt =
+  /** Stored in the stream at `seq`: replicated and durable (200). */
+  | { readonly status: 'stored'; readonly n: number; readonly seq: number; readonly record: UserGrade }
+  /** In the local log, synced, not yet in the stream (202). */
+  | { readonly status: 'logged'; readonly n: number; readonly record: UserGrade };
+
+/** Settings of {@link Outbox}. */
+export interface OutboxOptions {
+  readonly origin: string;
+  /** This origin's own subject (see `originSubject`). */
+  readonly subject: string;
+  /** JetStream while connected, undefined while not. */
+  readonly stream: () => StreamPort | undefined;
+  /** The durable log (`GRADES_OUTBOX_DIR`), with what it held at start; absent: RAM only, outages refused. */
+  readonly durable?: { readonly log: OutboxLog; readonly writes: readonly LoggedWrite[]; readonly nextN: number };
+  /** A write was synced to the log: apply it provisionally (called before any `onStored` for it). */
+  readonly onLogged: (n: number, update: GradeUpdate) => Promise<UserGrade>;
+  /** The stream stored write `n` at `seq`; `provisional` when `onLogged` applied it before. */
+  readonly onStored: (n: number, update: GradeUpdate, seq: number, provisional: boolean) => Promise<UserGrade>;
+  /** Most writes in one stream message. */
+  readonly maxBatch: number;
+  readonly ackTimeoutMs: number;
+  readonly retryMs: number;
+  /** Without a log: how long a caller waits for a write already sent before it is told the outcome is unknown. */
+  readonly writeTimeoutMs: number;
+  readonly now?: () => number;
+  readonly log: Logger;
+}
+
+interface Entry extends LoggedWrite {
+  readonly at: number;
+  /** In the log ('yes'), being synced to it, or only in memory. */
+  logged: 'no' | 'logging' | 'yes';
+  /** Has been in a publish: the stream may hold it. */
+  sent: boolean;
+  /** `onLogged` applied it provisionally. */
+  provisional: boolean;
+  /** The caller has its answer (or there is no caller: a write replayed from the log). */
+  settled: boolean;
+  resolve?: (receipt: WriteReceipt) => void;
+  reject?: (err: unknown) => void;
+  timer?: NodeJS.Timeout;
+}
+
+/**
+ * This replica's writes on their way into the stream, in the order they were accepted (X3), each answered only
+ * once it is kept (X8): stored by the stream, or (during an outage, with a log) synced to the local log.
+ *
+ * Order: every origin publishes on its own subject, one message in flight at a time, with JetStream's
+ * expected-last-subject-sequence, so a message can only land right after the one before it. After any failure
+ * the outbox asks the stream for the last message on its subject before publishing again: if the message it
+ * sent is there, it was stored (only its acknowledgement was lost); otherwise it is published again, behind
+ * nothing newer. So a retry never lands after a newer write and never lands twice, whatever the de-duplication
+ * window. Throughput comes from group commit rather than from several messages in flight: writes that arrive
+ * while a message is in flight go out together in the next one (up to `maxBatch`), so concurrent requests share
+ * a round trip, and the stream holds one message per round trip instead of one per write.
+ *
+ * Outages: with a log, a write that cannot be published now (not connected, or the last publish failed) is
+ * synced to the log and answered as accepted-not-yet-replicated; so are writes queued when a publish fails.
+ * They are published in order when the stream is back (and, after a crash, by the next process on the same
+ * directory), and leave the log once stored. Without a log such a write is refused and nothing changes.
+ */
+export class Outbox {
+  readonly #o: OutboxOptions;
+  readonly #now: () => number;
+  readonly #queue: Entry[] = [];
+  #nextN: number;
+  /** The batch sent and not yet known to be stored; republished as it is after a failure. */
+  #inflight: Entry[] | undefined;
+  /** The sequence of the last message on our subject; undefined after a failure until looked up again. */
+  #lastSubjectSeq: number | undefined;
+  #failing = false;
+  #recovered = false;
+  #running = false;
+  #stopped = false;
+  #timer: NodeJS.Timeout | undefined;
+  /** Entries in the queue that are in the log (or being synced to it). */
+  #logged = 0;
+  /** Log lines of writes already stored, waiting for a rewrite. */
+  #garbage = 0;
+
+  constructor(options: OutboxOptions) {
+    this.#o = options;
+    this.#now = options.now ?? Date.now;
+    this.#nextN = options.durable?.nextN ?? 1;
+    for (const w of options.durable?.writes ?? []) {
+      this.#queue.push({ ...w, at: this.#now(), logged: 'yes', sent: false, provisional: true, settled: true });
+      this.#logged++;
+    }
+  }
+
+  /** Writes not yet stored by the stream. */
+  get size(): number {
+    return this.#queue.length;
+  }
+
+  /** Age in ms of the oldest write not yet stored (0 when none). */
+  get oldestAgeMs(): number {
+    const head = this.#queue[0];
+    return head ? this.#now() - head.at : 0;
+  }
+
+  /** True while writes cannot reach the stream (they are logged or refused). */
+  get failing(): boolean {
+    return this.#failing;
+  }
+
+  /** The writes only the log holds, oldest first: the replica shows them provisionally. */
+  pendingLogged(): LoggedWrite[] {
+    return this.#queue.filter((e) => e.logged !== 'no').map(({ n, update }) => ({ n, update }));
+  }
+
+  /**
+   * Once, before the first publish: asks the stream for the last message of this origin and drops the logged
+   * writes it already holds (a crash after the stream stored them and before the log was rewritten). Resolves
+   * with the writes still to publish, which the caller applies provisionally.
+   */
+  async recover(port: StreamPort): Promise<LoggedWrite[]> {
+    if (!this.#recovered) {
+      const stored = await this.#lookup(port);
+      const held = this.#queue.filter((e) => e.n <= stored).length;
+      for (const e of this.#queue.splice(0, held)) this.#forget(e);
+      this.#nextN = Math.max(this.#nextN, stored + 1);
+      if (held > 0) this.#o.log.info({ held }, 'logged writes already in the stream dropped from the outbox');
+      this.#recovered = true;
+    }
+    this.kick();
+    return this.pendingLogged();
+  }
+
+  /**
+   * Takes a write: resolves once it is kept (see {@link WriteReceipt}); rejects with GradesUnavailableError
+   * (nothing changed) or GradesWriteUnconfirmedError (sent, outcome not known in time).
+   */
+  submit(update: GradeUpdate): Promise<WriteReceipt> {
+    const log = this.#o.durable?.log;
+    const reachable = !this.#failing && this.#o.stream() !== undefined;
+    if (this.#stopped) return Promise.reject(new GradesUnavailableError('the grades replica is stopping'));
+    if (!reachable && !log) {
+      return Promise.reject(
+        new GradesUnavailableError('the replication stream is unreachable; the write was not taken'),
+      );
+    }
+    return new Promise<WriteReceipt>((resolve, reject) => {
+      const entry: Entry = {
+        n: this.#nextN++,
+        update,
+        at: this.#now(),
+        logged: 'no',
+        sent: false,
+        provisional: false,
+        settled: false,
+        resolve,
+        reject,
+      };
+      this.#queue.push(entry);
+      // Behind logged writes a new one would wait for all of them: it is logged too, and answered at once.
+      if (log && (!reachable || this.#logged > 0)) this.#toLog([entry]);
+      else if (!log) {
+        entry.timer = setTimeout(() => this.#timeout(entry), this.#o.writeTimeoutMs);
+        entry.timer.unref();
+      }
+      this.kick();
+    });
+  }
+
+  /** Starts publishing if there is something to publish and nothing is publishing yet. */
+  kick(): void {
+    if (this.#running || this.#stopped || !this.#recovered) return;
+    if (this.#queue.length === 0 && !this.#failing) return;
+    clearTimeout(this.#timer);
+    void this.#drain();
+  }
+
+  /** Waits until every write is stored or `ms` pass; true when none is left. */
+  async flush(ms: number): Promise<boolean> {
+    const deadline = this.#now() + ms;
+    while (this.#queue.length > 0 && this.#now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    return this.#queue.length === 0;
+  }
+
+  /** Stops publishing. Logged writes stay in the log for the next start; callers still waiting are refused. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    for (const e of this.#queue) {
+      clearTimeout(e.timer);
+      if (!e.settled && e.logged === 'no') {
+        e.settled = true;
+        e.reject?.(
+          e.sent
+            ? new GradesWriteUnconfirmedError(0)
+            : new GradesUnavailableError('the grades replica is stopping'),
+        );
+      }
+    }
+    await this.#o.durable?.log.close();
+  }
+
+  async #drain(): Promise<void> {
+    this.#running = true;
+    try {
+      while (!this.#stopped && (this.#queue.length > 0 || this.#failing)) {
+        const port = this.#o.stream();
+        if (!port) throw new Error('not connected to NATS');
+        if (this.#lastSubjectSeq === undefined) {
+          const stored = await this.#lookup(port);
+          const batch = this.#inflight;
+          // The message sent before the failure is in the stream: only its acknowledgement was lost.
+          if (batch && stored >= (batch.at(-1) as Entry).n) this.#stored(batch, this.#lastSubjectSeq ?? 0);
+          this.#failing = false;
+          continue;
+        }
+        const batch = (this.#inflight ??= this.#queue.slice(0, this.#o.maxBatch));
+        for (const e of batch) e.sent = true;
+        const first = batch[0] as Entry;
+        const ack = await port.publish(
+          this.#o.subject,
+          encodeReplication({ origin: this.#o.origin, n: first.n, updates: batch.map((e) => e.update) }),
+          {
+            msgID: `${this.#o.origin}:${first.n}`,
+            timeout: this.#o.ackTimeoutMs,
+            expectLastSubjectSeq: this.#lastSubjectSeq,
+          },
+        );
+        this.#lastSubjectSeq = ack.seq;
+        this.#stored(batch, ack.seq);
+      }
+    } catch (err) {
+      this.#failed(err);
+    } finally {
+      this.#running = false;
+    }
+    if (!this.#stopped && (this.#queue.length > 0 || this.#failing)) {
+      clearTimeout(this.#timer);
+      this.#timer = setTimeout(() => this.kick(), this.#o.retryMs);
+      this.#timer.unref();
+    }
+  }
+
+  /** Reads the last message on our subject: sets the expected sequence, returns the last counter stored. */
+  async #lookup(port: StreamPort): Promise<number> {
+    const last = await port.last(this.#o.subject);
+    this.#lastSubjectSeq = last?.seq ?? 0;
+    return last ? lastN(decodeReplication(last.data)) : 0;
+  }
+
+  #stored(batch: Entry[], seq: number): void {
+    this.#queue.splice(0, batch.length);
+    this.#inflight = undefined;
+    this.#failing = false;
+    for (const e of batch) {
+      clearTimeout(e.timer);
+      this.#forget(e);
+      if (!e.settled) {
+        e.settled = true;
+        const { resolve, reject } = e;
+        this.#o.onStored(e.n, e.update, seq, false).then(
+          (record) => resolve?.({ status: 'stored', n: e.n, seq, record }),
+          (err: unknown) => reject?.(err),
+        );
+      } else if (e.provisional) {
+        void this.#o.onStored(e.n, e.update, seq, true).catch(() => undefined);
+      }
+    }
+    this.#compact();
+  }
+
+  #failed(err: unknown): void {
+    if (!this.#failing) {
+      this.#o.log.warn(
+        { err: describeError(err), waiting: this.#queue.length },
+        'grades publish failed; writes are held in order and retried',
+      );
+    }
+    this.#failing = true;
+    this.#lastSubjectSeq = undefined;
+    if (this.#o.durable) {
+      this.#toLog(this.#queue.filter((e) => e.logged === 'no'));
+      return;
+    }
+    // Without a log, writes never sent are refused now, unchanged; a sent one may be in the stream, so it stays
+    // (in order) until the stream says whether it is, and its caller waits up to writeTimeoutMs.
+    const unsent = this.#queue.filter((e) => !e.sent);
+    this.#queue.splice(this.#queue.length - unsent.length, unsent.length);
+    for (const e of unsent) {
+      clearTimeout(e.timer);
+      e.settled = true;
+      e.reject?.(new GradesUnavailableError('the replication stream is unreachable; the write was not taken'));
+    }
+  }
+
+  #timeout(entry: Entry): void {
+    if (entry.settled) return;
+    entry.settled = true;
+    if (!entry.sent) {
+      const i = this.#queue.indexOf(entry);
+      if (i >= 0) this.#queue.splice(i, 1);
+      entry.reject?.(new GradesUnavailableError('the replication stream did not take the write in time'));
+    } else {
+      entry.reject?.(new GradesWriteUnconfirmedError(this.#o.writeTimeoutMs));
+    }
+  }
+
+  #toLog(entries: Entry[]): void {
+    const log = this.#o.durable?.log;
+    if (!log || entries.length === 0) return;
+    for (const e of entries) e.logged = 'logging';
+    this.#logged += entries.length;
+    log.append(entries).then(
+      () => {
+        for (const e of entries) {
+          if (e.logged === 'logging') e.logged = 'yes';
+          if (e.settled) continue;
+          e.settled = true;
+          e.provisional = true;
+          const { resolve, reject } = e;
+          this.#o.onLogged(e.n, e.update).then(
+            (record) => resolve?.({ status: 'logged', n: e.n, record }),
+            (err: unknown) => reject?.(err),
+          );
+        }
+      },
+      (err: unknown) => {
+        this.#o.log.error({ err: describeError(err) }, 'could not write the outbox log');
+        for (const e of entries) {
+          if (e.settled) continue;
+          e.settled = true;
+          if (!e.sent) {
+            const i = this.#queue.indexOf(e);
+            if (i >= 0) this.#queue.splice(i, 1);
+            this.#forget(e);
+          }
+          e.reject?.(new GradesUnavailableError('could not keep the write in the outbox log', { cause: err }));
+        }
+      },
+    );
+  }
+
+  /** An entry left the queue: if it was logged, its line is now garbage. */
+  #forget(e: Entry): void {
+    if (e.logged === 'no') return;
+    this.#logged--;
+    this.#garbage++;
+    e.logged = 'no';
+  }
+
+  /** Rewrites the log without stored writes: when none is left, or when enough lines are garbage. */
+  #compact(): void {
+    const log = this.#o.durable?.log;
+    if (!log || this.#garbage === 0 || (this.#logged > 0 && this.#garbage < 1024)) return;
+    this.#garbage = 0;
+    log.rewrite(this.pendingLogged(), this.#nextN).catch((err: unknown) => {
+      this.#o.log.error({ err: describeError(err) }, 'could not rewrite the outbox log');
+    });
+  }
+}
