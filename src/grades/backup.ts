@@ -149,7 +149,11 @@ export async function readBackup(
         continue;
       }
       const numbers = fields.slice(1, 1 + 2 * FIELDS.length).map(Number);
-      if (!fields[0] || numbers.some((n) => !Number.isSafeInteger(n)) || numbers.slice(FIELDS.length).some((n) => n < 0))
+      if (
+        !fields[0] ||
+        numbers.some((n) => !Number.isSafeInteger(n)) ||
+        numbers.slice(FIELDS.length).some((n) => n < 0)
+      )
         throw new Error(`line ${lineNo}: malformed row`);
       batch.push({
         user_id: fields[0],

@@ -44,7 +44,12 @@ export function createGradesMetrics(metrics: Metrics): {
       rejoin: () => rejoins.inc(),
     },
     watch: (replica) => {
-      readGauge(metrics, 'grades_records', 'UserGrade records held by this replica.', () => replica.stats.records);
+      readGauge(
+        metrics,
+        'grades_records',
+        'UserGrade records held by this replica.',
+        () => replica.stats.records,
+      );
       readGauge(
         metrics,
         'grades_stream_position',

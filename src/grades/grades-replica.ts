@@ -22,14 +22,7 @@ import { originSubject } from './wire.js';
 
 /** Where a replica is on its way to serving. */
 export type GradesPhase =
-  | 'starting'
-  | 'waiting-for-nats'
-  | 'joining'
-  | 'catching-up'
-  | 'ready'
-  | 'rejoining'
-  | 'failed'
-  | 'stopped';
+  'starting' | 'waiting-for-nats' | 'joining' | 'catching-up' | 'ready' | 'rejoining' | 'failed' | 'stopped';
 
 /** Where the replica reports what operators watch (see grades-metrics.ts). */
 export interface GradesMetricsSink {
@@ -318,13 +311,22 @@ export class GradesReplica implements GradesPort {
           this.#streamLast = s.last;
           const position = this.#actor.state.position;
           if (s.created !== this.#streamCreated) {
-            this.#gap(nc, { created: s.created, was: this.#streamCreated }, 'replication stream was recreated');
+            this.#gap(
+              nc,
+              { created: s.created, was: this.#streamCreated },
+              'replication stream was recreated',
+            );
           } else if (s.last < position) {
-            this.#gap(nc, { last: s.last, position }, `replication stream ends at ${s.last}, before position ${position}`);
+            this.#gap(
+              nc,
+              { last: s.last, position },
+              `replication stream ends at ${s.last}, before position ${position}`,
+            );
           }
         },
         (err: unknown) => {
-          if (isStreamNotFound(err)) this.#gap(nc, { stream: this.#o.stream.name }, 'replication stream is gone');
+          if (isStreamNotFound(err))
+            this.#gap(nc, { stream: this.#o.stream.name }, 'replication stream is gone');
         },
       );
     }, this.#o.identityCheckMs ?? 5000);

@@ -11,7 +11,9 @@ import type { BackupRow } from './store.js';
 /** The stream no longer holds the messages right after a backup's position: replaying from it would skip writes. */
 export class StaleBackupError extends BackupRefusedError {
   constructor(source: string, position: number, first: number) {
-    super(`backup of ${source} is at ${position}, but the stream starts at ${first}: writes in between are gone`);
+    super(
+      `backup of ${source} is at ${position}, but the stream starts at ${first}: writes in between are gone`,
+    );
   }
 }
 
@@ -82,7 +84,9 @@ export async function joinCluster(o: JoinOptions): Promise<JoinResult> {
     await new Promise((r) => setTimeout(r, o.retryMs * attempt));
   }
   if (o.peers.length > 0 && lastError && !(lastError instanceof PeerUnreachableError)) {
-    throw new Error(`no usable backup from any peer after ${o.attempts} attempts: ${describeError(lastError)}`);
+    throw new Error(
+      `no usable backup from any peer after ${o.attempts} attempts: ${describeError(lastError)}`,
+    );
   }
   if (o.restoreFrom) {
     const position = await loadFrom(o.restoreFrom, o);
@@ -152,7 +156,8 @@ async function open(
   if (response.statusCode !== 200) {
     await response.body.dump();
     // A peer that is itself still joining answers 503: as good as absent.
-    if (peer && response.statusCode === 503) throw new PeerUnreachableError(source, { cause: new Error('503') });
+    if (peer && response.statusCode === 503)
+      throw new PeerUnreachableError(source, { cause: new Error('503') });
     throw new Error(`${source} answered ${response.statusCode}`);
   }
   return response.body;
@@ -173,13 +178,21 @@ async function loadFrom(source: string, o: JoinOptions): Promise<number> {
     async (batch) => {
       const last = stream?.last ?? 0;
       if (batch.some((row) => row.seqs.some((s) => s > last))) {
-        throw new BackupRefusedError(`backup of ${source} holds sequences beyond the stream's last (${last})`);
+        throw new BackupRefusedError(
+          `backup of ${source} holds sequences beyond the stream's last (${last})`,
+        );
       }
       await o.target.load(batch);
     },
   );
   o.log.info(
-    { peer: source, rows, position: header.position, generatedAt: header.generatedAt, ms: Date.now() - started },
+    {
+      peer: source,
+      rows,
+      position: header.position,
+      generatedAt: header.generatedAt,
+      ms: Date.now() - started,
+    },
     'backup loaded',
   );
   return header.position;

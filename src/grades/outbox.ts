@@ -35,11 +35,20 @@ export interface OutboxOptions {
   /** JetStream while connected, undefined while not. */
   readonly stream: () => StreamPort | undefined;
   /** The durable log (`GRADES_OUTBOX_DIR`), with what it held at start; absent: RAM only, outages refused. */
-  readonly durable?: { readonly log: OutboxLog; readonly writes: readonly LoggedWrite[]; readonly nextN: number };
+  readonly durable?: {
+    readonly log: OutboxLog;
+    readonly writes: readonly LoggedWrite[];
+    readonly nextN: number;
+  };
   /** A write was synced to the log: apply it provisionally (called before any `onStored` for it). */
   readonly onLogged: (n: number, update: GradeUpdate) => Promise<UserGrade>;
   /** The stream stored write `n` at `seq`; `provisional` when `onLogged` applied it before. */
-  readonly onStored: (n: number, update: GradeUpdate, seq: number, provisional: boolean) => Promise<UserGrade>;
+  readonly onStored: (
+    n: number,
+    update: GradeUpdate,
+    seq: number,
+    provisional: boolean,
+  ) => Promise<UserGrade>;
   /** Most writes in one stream message. */
   readonly maxBatch: number;
   readonly ackTimeoutMs: number;
@@ -107,7 +116,14 @@ export class Outbox {
     this.#now = options.now ?? Date.now;
     this.#nextN = options.durable?.nextN ?? 1;
     for (const w of options.durable?.writes ?? []) {
-      this.#queue.push({ ...w, at: this.#now(), logged: 'yes', sent: false, provisional: true, settled: true });
+      this.#queue.push({
+        ...w,
+        at: this.#now(),
+        logged: 'yes',
+        sent: false,
+        provisional: true,
+        settled: true,
+      });
       this.#logged++;
     }
   }
@@ -309,7 +325,9 @@ export class Outbox {
     for (const e of unsent) {
       clearTimeout(e.timer);
       e.settled = true;
-      e.reject?.(new GradesUnavailableError('the replication stream is unreachable; the write was not taken'));
+      e.reject?.(
+        new GradesUnavailableError('the replication stream is unreachable; the write was not taken'),
+      );
     }
   }
 
@@ -354,7 +372,9 @@ export class Outbox {
             if (i >= 0) this.#queue.splice(i, 1);
             this.#forget(e);
           }
-          e.reject?.(new GradesUnavailableError('could not keep the write in the outbox log', { cause: err }));
+          e.reject?.(
+            new GradesUnavailableError('could not keep the write in the outbox log', { cause: err }),
+          );
         }
       },
     );

@@ -47,7 +47,11 @@ const NANOS = 1_000_000_000;
  * Creates the stream, or checks an existing one carries our subjects (a stream of another shape is a
  * configuration error, reported loudly rather than written into). Resolves with its identity.
  */
-export async function ensureStream(nc: NatsConnection, s: StreamSettings, log: Logger): Promise<StreamIdentity> {
+export async function ensureStream(
+  nc: NatsConnection,
+  s: StreamSettings,
+  log: Logger,
+): Promise<StreamIdentity> {
   const jsm = await jetstreamManager(nc);
   const subjects = `${s.subject}.>`;
   try {
@@ -83,10 +87,7 @@ export async function streamRange(nc: NatsConnection, name: string): Promise<Str
   return { first, last };
 }
 
-function identity(info: {
-  created: string;
-  state: { first_seq: number; last_seq: number };
-}): StreamIdentity {
+function identity(info: { created: string; state: { first_seq: number; last_seq: number } }): StreamIdentity {
   return { created: info.created, first: info.state.first_seq, last: info.state.last_seq };
 }
 
@@ -176,7 +177,8 @@ export async function consumeStream(o: ConsumeOptions): Promise<() => Promise<vo
           o.stream,
           next > 1 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: next } : {},
         );
-        const messages = await consumer.consume({ max_messages: 1024 });
+        const messages = await consumer.consume({ max_messages: 1024, expires: 5000, idle_heartbeat: 1000 });
+        void watchHeartbeats(messages, () => next, o.log);
         current = messages;
         for await (const m of messages) {
           if (m.seq < next) continue;
@@ -210,4 +212,33 @@ export async function consumeStream(o: ConsumeOptions): Promise<() => Promise<vo
     await current?.close();
     await loop.catch(() => undefined);
   };
+}
+
+/**
+ * The one case the client does not recover from by itself (tests/integration/grades-consumer.test.ts, "stall"):
+ * messages lost on a link that stalled and was then reset. The server counts them as delivered, and the
+ * ordered consumer only notices a missing message when a later one arrives, so with no further writes the
+ * replica would stay behind indefinitely. The server's idle heartbeats name the last stream sequence it
+ * delivered: two in a row beyond what we have read, with no progress between them, mean messages were lost,
+ * and the consumer is stopped so the loop recreates it from the next sequence.
+ */
+async function watchHeartbeats(
+  messages: { status(): AsyncIterable<{ type: string }>; stop(): void },
+  next: () => number,
+  log: Logger,
+): Promise<void> {
+  let suspect: number | undefined;
+  for await (const s of messages.status()) {
+    if (s.type !== 'heartbeat') continue;
+    const delivered = (s as { lastStreamSequence?: number }).lastStreamSequence ?? 0;
+    if (delivered < next()) {
+      suspect = undefined;
+    } else if (suspect !== next()) {
+      suspect = next();
+    } else {
+      log.warn({ next: next(), delivered }, 'replication consumer lost delivered messages; recreating it');
+      messages.stop();
+      return;
+    }
+  }
 }

@@ -153,7 +153,12 @@ export class GradeStore {
    * so a backup of a million records allocates little more than its text. `tail` ends every line (the empty
    * metadata columns).
    */
-  csvLines(cursor: Iterator<[string, Slots]>, max: number, quote: (s: string) => string, tail: string): string {
+  csvLines(
+    cursor: Iterator<[string, Slots]>,
+    max: number,
+    quote: (s: string) => string,
+    tail: string,
+  ): string {
     let text = '';
     for (let n = 0; n < max; n++) {
       const next = cursor.next();

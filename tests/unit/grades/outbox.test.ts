@@ -25,7 +25,11 @@ function fakeStream() {
   const held: (() => void)[] = [];
   let seq = 100;
   const publish = sinon.spy(
-    (_subject: string, data: Uint8Array, o: { msgID: string; timeout: number; expectLastSubjectSeq: number }) => {
+    (
+      _subject: string,
+      data: Uint8Array,
+      o: { msgID: string; timeout: number; expectLastSubjectSeq: number },
+    ) => {
       if (state.down) return Promise.reject(new Error('no responders'));
       const last = stored.at(-1)?.seq ?? 0;
       if (o.expectLastSubjectSeq !== last) return Promise.reject(new Error('wrong last sequence'));
@@ -35,7 +39,8 @@ function fakeStream() {
         state.loseAck--;
         return Promise.reject(new Error('timeout'));
       }
-      if (state.hold) return new Promise<{ seq: number }>((resolve) => held.push(() => resolve({ seq: m.seq })));
+      if (state.hold)
+        return new Promise<{ seq: number }>((resolve) => held.push(() => resolve({ seq: m.seq })));
       return Promise.resolve({ seq: m.seq });
     },
   );
@@ -113,7 +118,9 @@ describe('grades outbox', () => {
     stream.held.shift()?.();
     const receipts = await Promise.all(answers);
     expect(receipts.map((r) => r.status)).to.deep.equal(Array(7).fill('stored'));
-    expect(receipts.map((r) => (r as { seq: number }).seq)).to.deep.equal([101, 102, 102, 102, 103, 103, 103]);
+    expect(receipts.map((r) => (r as { seq: number }).seq)).to.deep.equal([
+      101, 102, 102, 102, 103, 103, 103,
+    ]);
     expect(stream.writes().map(([n]) => n)).to.deep.equal([1, 2, 3, 4, 5, 6, 7]);
     expect(stream.publish.args.map((a) => a[2].msgID)).to.deep.equal(['r1/x:1', 'r1/x:2', 'r1/x:5']);
     expect(stream.publish.args.map((a) => a[2].expectLastSubjectSeq)).to.deep.equal([0, 101, 102]);
@@ -188,7 +195,12 @@ describe('grades outbox', () => {
       const receipts = await Promise.all(logged);
       expect(receipts.map((r) => r.status)).to.deep.equal(['logged', 'logged', 'logged', 'logged']);
       const text = await readFile(join(dir, 'outbox.jsonl'), 'utf8');
-      expect(text.trim().split('\n').map((l) => (JSON.parse(l) as { n: number }).n)).to.deep.equal([2, 3, 4, 5]);
+      expect(
+        text
+          .trim()
+          .split('\n')
+          .map((l) => (JSON.parse(l) as { n: number }).n),
+      ).to.deep.equal([2, 3, 4, 5]);
       connected = true;
       stream.state.hold = true;
       // A write while the logged ones drain is logged too (it would wait behind them otherwise).
