@@ -306,10 +306,11 @@ export class GradesReplica implements GradesPort {
     clearInterval(this.#identityTimer);
     this.#identityTimer = setInterval(() => {
       if (this.#phase !== 'ready' && this.#phase !== 'catching-up') return;
+      // Read before asking: the consumer may apply newer messages while the answer is on its way.
+      const position = this.#actor.state.position;
       streamIdentity(nc, this.#o.stream.name).then(
         (s) => {
-          this.#streamLast = s.last;
-          const position = this.#actor.state.position;
+          this.#streamLast = Math.max(this.#streamLast, s.last);
           if (s.created !== this.#streamCreated) {
             this.#gap(
               nc,
