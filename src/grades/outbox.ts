@@ -199,7 +199,8 @@ export class Outbox {
         entry.timer = setTimeout(() => this.#timeout(entry), this.#o.writeTimeoutMs);
         entry.timer.unref();
       }
-      this.kick();
+      // While unreachable the retry timer is already set: trying again per write would only fail again.
+      if (reachable) this.kick();
     });
   }
 
@@ -315,7 +316,8 @@ export class Outbox {
     this.#failing = true;
     this.#lastSubjectSeq = undefined;
     if (this.#o.durable) {
-      this.#toLog(this.#queue.filter((e) => e.logged === 'no'));
+      // Only when some are not logged yet: during a long outage the queue is long and all of it logged.
+      if (this.#queue.length > this.#logged) this.#toLog(this.#queue.filter((e) => e.logged === 'no'));
       return;
     }
     // Without a log, writes never sent are refused now, unchanged; a sent one may be in the stream, so it stays
