@@ -3,6 +3,7 @@ import { describeError } from '../errors.js';
 import { GradesUnavailableError, GradesWriteUnconfirmedError } from './errors.js';
 import type { GradeUpdate, UserGrade } from './model.js';
 import type { LoggedWrite, OutboxLog } from './outbox-log.js';
+import { OrderedQueue } from './ordered-queue.js';
 import { decodeReplication, encodeReplication, lastN } from './wire.js';
 
 /** What the outbox needs of JetStream (see `jetStreamPort` in replication.ts); a fake in unit tests. */
@@ -95,10 +96,8 @@ interface Entry extends LoggedWrite {
 export class Outbox {
   readonly #o: OutboxOptions;
   readonly #now: () => number;
-  readonly #queue: Entry[] = [];
+  readonly #queue = new OrderedQueue<Entry>();
   #nextN: number;
-  /** The batch sent and not yet known to be stored; republished as it is after a failure. */
-  #inflight: Entry[] | undefined;
   /** The sequence of the last message on our subject; undefined after a failure until looked up again. */
   #lastSubjectSeq: number | undefined;
   #failing = false;
@@ -130,12 +129,12 @@ export class Outbox {
 
   /** Writes not yet stored by the stream. */
   get size(): number {
-    return this.#queue.length;
+    return this.#queue.size;
   }
 
   /** Age in ms of the oldest write not yet stored (0 when none). */
   get oldestAgeMs(): number {
-    const head = this.#queue[0];
+    const head = this.#queue.head;
     return head ? this.#now() - head.at : 0;
   }
 
@@ -146,7 +145,7 @@ export class Outbox {
 
   /** The writes only the log holds, oldest first: the replica shows them provisionally. */
   pendingLogged(): LoggedWrite[] {
-    return this.#queue.filter((e) => e.logged !== 'no').map(({ n, update }) => ({ n, update }));
+    return this.#queue.items.filter((e) => e.logged !== 'no').map(({ n, update }) => ({ n, update }));
   }
 
   /**
@@ -157,10 +156,15 @@ export class Outbox {
   async recover(port: StreamPort): Promise<LoggedWrite[]> {
     if (!this.#recovered) {
       const stored = await this.#lookup(port);
-      const held = this.#queue.filter((e) => e.n <= stored).length;
-      for (const e of this.#queue.splice(0, held)) this.#forget(e);
+      const held = this.#queue.remove((e) => e.n <= stored);
+      for (const e of held) this.#forget(e);
       this.#nextN = Math.max(this.#nextN, stored + 1);
-      if (held > 0) this.#o.log.info({ held }, 'logged writes already in the stream dropped from the outbox');
+      if (held.length > 0) {
+        this.#o.log.info(
+          { held: held.length },
+          'logged writes already in the stream dropped from the outbox',
+        );
+      }
       this.#recovered = true;
     }
     this.kick();
@@ -207,7 +211,7 @@ export class Outbox {
   /** Starts publishing if there is something to publish and nothing is publishing yet. */
   kick(): void {
     if (this.#running || this.#stopped || !this.#recovered) return;
-    if (this.#queue.length === 0 && !this.#failing) return;
+    if (this.#queue.size === 0 && !this.#failing) return;
     clearTimeout(this.#timer);
     void this.#drain();
   }
@@ -215,15 +219,15 @@ export class Outbox {
   /** Waits until every write is stored or `ms` pass; true when none is left. */
   async flush(ms: number): Promise<boolean> {
     const deadline = this.#now() + ms;
-    while (this.#queue.length > 0 && this.#now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    return this.#queue.length === 0;
+    while (this.#queue.size > 0 && this.#now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    return this.#queue.size === 0;
   }
 
   /** Stops publishing. Logged writes stay in the log for the next start; callers still waiting are refused. */
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
-    for (const e of this.#queue) {
+    for (const e of this.#queue.items) {
       clearTimeout(e.timer);
       if (!e.settled && e.logged === 'no') {
         e.settled = true;
@@ -240,42 +244,63 @@ export class Outbox {
   async #drain(): Promise<void> {
     this.#running = true;
     try {
-      while (!this.#stopped && (this.#queue.length > 0 || this.#failing)) {
-        const port = this.#o.stream();
-        if (!port) throw new Error('not connected to NATS');
-        if (this.#lastSubjectSeq === undefined) {
-          const stored = await this.#lookup(port);
-          const batch = this.#inflight;
-          // The message sent before the failure is in the stream: only its acknowledgement was lost.
-          if (batch && stored >= (batch.at(-1) as Entry).n) this.#stored(batch, this.#lastSubjectSeq ?? 0);
-          this.#failing = false;
-          continue;
-        }
-        const batch = (this.#inflight ??= this.#queue.slice(0, this.#o.maxBatch));
-        for (const e of batch) e.sent = true;
-        const first = batch[0] as Entry;
-        const ack = await port.publish(
-          this.#o.subject,
-          encodeReplication({ origin: this.#o.origin, n: first.n, updates: batch.map((e) => e.update) }),
-          {
-            msgID: `${this.#o.origin}:${first.n}`,
-            timeout: this.#o.ackTimeoutMs,
-            expectLastSubjectSeq: this.#lastSubjectSeq,
-          },
+      const port = this.#o.stream();
+      if (!port) throw new Error('not connected to NATS');
+      if (this.#queue.size === 0) {
+        // Nothing to publish, but the last publish failed: a look-up tells whether the stream answers again.
+        await this.#lookup(port);
+        this.#failing = false;
+      } else {
+        const round = await this.#queue.drain(
+          (batch) => this.#publish(port, batch),
+          this.#o.maxBatch,
+          () => !this.#stopped,
         );
-        this.#lastSubjectSeq = ack.seq;
-        this.#stored(batch, ack.seq);
+        if (round.error !== undefined) this.#failed(round.error);
       }
     } catch (err) {
       this.#failed(err);
     } finally {
       this.#running = false;
     }
-    if (!this.#stopped && (this.#queue.length > 0 || this.#failing)) {
+    if (!this.#stopped && (this.#queue.size > 0 || this.#failing)) {
       clearTimeout(this.#timer);
       this.#timer = setTimeout(() => this.kick(), this.#o.retryMs);
       this.#timer.unref();
     }
+  }
+
+  /**
+   * Publishes the oldest writes as one message; resolves with how many of them are now stored. After a failure
+   * it first looks up the last message on our subject: the writes it holds were stored (only the
+   * acknowledgement was lost) and are not published again. The message id names the writes it carries, so
+   * JetStream's de-duplication can only ever answer for exactly these writes.
+   */
+  async #publish(port: StreamPort, batch: readonly Entry[]): Promise<number> {
+    let held = 0;
+    if (this.#lastSubjectSeq === undefined) {
+      const stored = await this.#lookup(port);
+      this.#failing = false;
+      while (held < batch.length && (batch[held] as Entry).n <= stored) held++;
+      if (held > 0) this.#stored(batch.slice(0, held), this.#lastSubjectSeq ?? 0);
+      if (held === batch.length) return held;
+    }
+    const rest = batch.slice(held);
+    for (const e of rest) e.sent = true;
+    const first = (rest[0] as Entry).n;
+    const last = (rest.at(-1) as Entry).n;
+    const ack = await port.publish(
+      this.#o.subject,
+      encodeReplication({ origin: this.#o.origin, n: first, updates: rest.map((e) => e.update) }),
+      {
+        msgID: `${this.#o.origin}:${first}-${last}`,
+        timeout: this.#o.ackTimeoutMs,
+        expectLastSubjectSeq: this.#lastSubjectSeq ?? 0,
+      },
+    );
+    this.#lastSubjectSeq = ack.seq;
+    this.#stored(rest, ack.seq);
+    return batch.length;
   }
 
   /** Reads the last message on our subject: sets the expected sequence, returns the last counter stored. */
@@ -285,9 +310,8 @@ export class Outbox {
     return last ? lastN(decodeReplication(last.data)) : 0;
   }
 
-  #stored(batch: Entry[], seq: number): void {
-    this.#queue.splice(0, batch.length);
-    this.#inflight = undefined;
+  /** The stream stored these writes at `seq`: answer their callers (the queue drops them after this). */
+  #stored(batch: readonly Entry[], seq: number): void {
     this.#failing = false;
     for (const e of batch) {
       clearTimeout(e.timer);
@@ -309,7 +333,7 @@ export class Outbox {
   #failed(err: unknown): void {
     if (!this.#failing) {
       this.#o.log.warn(
-        { err: describeError(err), waiting: this.#queue.length },
+        { err: describeError(err), waiting: this.#queue.size },
         'grades publish failed; writes are held in order and retried',
       );
     }
@@ -317,14 +341,12 @@ export class Outbox {
     this.#lastSubjectSeq = undefined;
     if (this.#o.durable) {
       // Only when some are not logged yet: during a long outage the queue is long and all of it logged.
-      if (this.#queue.length > this.#logged) this.#toLog(this.#queue.filter((e) => e.logged === 'no'));
+      if (this.#queue.size > this.#logged) this.#toLog(this.#queue.items.filter((e) => e.logged === 'no'));
       return;
     }
     // Without a log, writes never sent are refused now, unchanged; a sent one may be in the stream, so it stays
     // (in order) until the stream says whether it is, and its caller waits up to writeTimeoutMs.
-    const unsent = this.#queue.filter((e) => !e.sent);
-    this.#queue.splice(this.#queue.length - unsent.length, unsent.length);
-    for (const e of unsent) {
+    for (const e of this.#queue.remove((e) => !e.sent)) {
       clearTimeout(e.timer);
       e.settled = true;
       e.reject?.(
@@ -337,8 +359,7 @@ export class Outbox {
     if (entry.settled) return;
     entry.settled = true;
     if (!entry.sent) {
-      const i = this.#queue.indexOf(entry);
-      if (i >= 0) this.#queue.splice(i, 1);
+      this.#queue.remove((e) => e === entry);
       entry.reject?.(new GradesUnavailableError('the replication stream did not take the write in time'));
     } else {
       entry.reject?.(new GradesWriteUnconfirmedError(this.#o.writeTimeoutMs));
@@ -370,8 +391,7 @@ export class Outbox {
           if (e.settled) continue;
           e.settled = true;
           if (!e.sent) {
-            const i = this.#queue.indexOf(e);
-            if (i >= 0) this.#queue.splice(i, 1);
+            this.#queue.remove((x) => x === e);
             this.#forget(e);
           }
           e.reject?.(
