@@ -197,7 +197,9 @@ export class GradesReplica implements GradesPort {
     clearInterval(this.#identityTimer);
     await this.#stopConsumer?.();
     if (this.#outbox) {
-      if (previous !== 'failed' && !(await this.#outbox.flush(2000))) {
+      // Worth waiting for only while the stream takes writes; logged ones are safe in the log anyway.
+      const wait = previous !== 'failed' && !this.#outbox.failing;
+      if (wait && !(await this.#outbox.flush(2000))) {
         this.#log.error(
           { unpublished: this.#outbox.size, logged: this.#outbox.pendingLogged().length },
           'stopping with writes not yet replicated',

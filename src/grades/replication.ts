@@ -56,12 +56,20 @@ export async function ensureStream(
   const subjects = `${s.subject}.>`;
   try {
     const info = await jsm.streams.info(s.name);
-    if (!info.config.subjects?.includes(subjects)) {
-      throw new Error(
-        `stream ${s.name} exists without subject ${subjects} (has ${info.config.subjects?.join(', ')})`,
-      );
+    const has = info.config.subjects ?? [];
+    if (has.includes(subjects)) return identity(info);
+    // The earlier format of this service published on the base subject itself: such a stream is ours and gains
+    // the per-origin subjects (its old messages, if any, are skipped as malformed). Any other shape is someone
+    // else's stream, reported rather than written into.
+    if (!has.includes(s.subject)) {
+      throw new Error(`stream ${s.name} exists without subject ${subjects} (has ${has.join(', ')})`);
     }
-    return identity(info);
+    const updated = await jsm.streams.update(s.name, { ...info.config, subjects: [...has, subjects] });
+    log.warn(
+      { stream: s.name, subjects: updated.config.subjects },
+      'replication stream given per-origin subjects',
+    );
+    return identity(updated);
   } catch (err) {
     if (!isStreamNotFound(err)) throw err;
   }

@@ -173,6 +173,28 @@ describe('grades consumer against the real NATS', () => {
     expect(seen.gaps).to.deep.equal([]);
   });
 
+  it('a stream of the earlier format (the base subject only) gains the per-origin subjects; another shape is refused', async () => {
+    const jsm = await jetstreamManager(direct);
+    const old = uniqueName('GRADES_OLD');
+    const other = uniqueName('GRADES_OTHER');
+    streams.push(old, other);
+    await jsm.streams.add({ name: old, subjects: [`${old}.set`] });
+    await jsm.streams.add({ name: other, subjects: [`${other}.elsewhere`] });
+    const settings = (name: string) => ({
+      name,
+      subject: `${name}.set`,
+      maxAgeS: 3600,
+      maxBytes: -1,
+      duplicateWindowS: 120,
+    });
+    const before = (await jsm.streams.info(old)).created;
+    const upgraded = await ensureStream(direct, settings(old), silentLogger());
+    expect(upgraded.created).to.equal(before);
+    expect((await jsm.streams.info(old)).config.subjects).to.deep.equal([`${old}.set`, `${old}.set.>`]);
+    const err = await ensureStream(direct, settings(other), silentLogger()).catch((e: unknown) => e);
+    expect(String(err)).to.match(/exists without subject/);
+  });
+
   it('"stream not found" is recognised by its JetStream error code', async () => {
     const jsm = await jetstreamManager(direct);
     const err = await jsm.streams.info(uniqueName('NO_SUCH_STREAM')).catch((e: unknown) => e);
