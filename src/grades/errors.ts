@@ -26,10 +26,3 @@ export class BackupRefusedError extends AppError {
     super('CONFIG_INVALID', message);
   }
 }
-
-/** The running consumer found the stream no longer continues where this replica's data stops (X4). */
-export class StreamGapError extends AppError {
-  constructor(message: string) {
-    super('STORAGE_UNAVAILABLE', message);
-  }
-}

@@ -90,7 +90,7 @@ export async function streamIdentity(nc: NatsConnection, name: string): Promise<
 }
 
 /** The sequences the stream holds now. */
-export async function streamRange(nc: NatsConnection, name: string): Promise<StreamRange> {
+async function streamRange(nc: NatsConnection, name: string): Promise<StreamRange> {
   const { first, last } = await streamIdentity(nc, name);
   return { first, last };
 }

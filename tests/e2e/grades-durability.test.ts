@@ -117,6 +117,7 @@ describe('grades durability (end to end): every write that got a 2xx survives SI
     const acknowledged = new Map<string, { spp: number; status: number; node: string }>();
     let writing = true;
     let counter = 0;
+    let badHeaders = 0;
     const loops = nodes.flatMap((node) =>
       Array.from({ length: perNode }, async () => {
         while (writing) {
@@ -133,6 +134,12 @@ describe('grades durability (end to end): every write that got a 2xx survives SI
           }).catch(() => undefined);
           if (res && (res.status === 200 || res.status === 202)) {
             acknowledged.set(user, { spp: i, status: res.status, node: node.name });
+            // 200: stored, at the stream sequence in x-stream-sequence; 202: kept locally, replication pending.
+            const header =
+              res.status === 200
+                ? /^[1-9]\d*$/.test(res.headers.get('x-stream-sequence') ?? '')
+                : res.headers.get('x-replication') === 'pending';
+            if (!header) badHeaders++;
           }
           await res?.arrayBuffer().catch(() => undefined);
         }
@@ -140,6 +147,7 @@ describe('grades durability (end to end): every write that got a 2xx survives SI
     );
     return {
       acknowledged,
+      badHeaders: () => badHeaders,
       stop: async () => {
         writing = false;
         await Promise.all(loops);
@@ -207,6 +215,7 @@ describe('grades durability (end to end): every write that got a 2xx survives SI
     await waitReady(r2);
     await new Promise((r) => setTimeout(r, 500));
     await load.stop();
+    expect(load.badHeaders()).to.equal(0);
     const statuses = new Set([...load.acknowledged.values()].map((w) => w.status));
     expect([...statuses]).to.deep.equal([200]);
     expect(load.acknowledged.size).to.be.greaterThan(100);
@@ -233,6 +242,7 @@ describe('grades durability (end to end): every write that got a 2xx survives SI
     await waitReady(r3);
     await new Promise((r) => setTimeout(r, 500));
     await load.stop();
+    expect(load.badHeaders()).to.equal(0);
     await expectEverywhere(nodes, load.acknowledged);
     const sample = [...load.acknowledged.entries()]
       .filter(([, w]) => w.status === 202)

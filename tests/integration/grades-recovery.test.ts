@@ -246,5 +246,34 @@ describe('grades recovery through the real NATS: ordered retries, gaps, rejoin, 
     await eventually(() => fatal !== undefined, 10_000, 'd refuses the foreign backup');
     expect(String(fatal)).to.match(/another incarnation of the stream/);
     expect(d.ready).to.equal(false);
+
+    // A row whose sequence lies beyond the stream's last: the stream lost what that value came from.
+    const rows = gunzipSync(await readFile(file))
+      .toString()
+      .split('\n');
+    const row = rows[2]!.split(',');
+    row[5] = '999999';
+    rows[2] = row.join(',');
+    const beyond = join(dir, 'beyond.csv.gz');
+    await writeFile(beyond, gzipSync(rows.join('\n')));
+    let refused: unknown;
+    await replica('e', s, { restoreFrom: beyond, onFatal: (err) => (refused = err) });
+    await eventually(() => refused !== undefined, 10_000, 'e refuses the backup');
+    expect(String(refused)).to.match(/sequences beyond the stream's last/);
+  });
+
+  it('a stream recreated under a running replica is a gap: not ready, counted, and with no usable backup, fatal', async () => {
+    const s = await stream();
+    let fatal: unknown;
+    const a = await replica('a', s, { onFatal: (err) => (fatal = err) });
+    await eventually(() => a.ready, 10_000, 'a ready');
+    for (let i = 0; i < 5; i++) await a.set(randomUpdate());
+    const jsm = await jetstreamManager(direct);
+    await jsm.streams.delete(s.name);
+    await jsm.streams.add({ name: s.name, subjects: [`${s.subject}.>`] });
+    await eventually(() => a.stats.gaps === 1, 10_000, 'the recreated stream noticed');
+    expect(a.ready).to.equal(false);
+    await eventually(() => fatal !== undefined, 10_000, 'the rejoin gives up');
+    expect(String(fatal)).to.match(/cannot rejoin/);
   });
 });
