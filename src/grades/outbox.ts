@@ -203,8 +203,9 @@ export class Outbox {
         entry.timer = setTimeout(() => this.#timeout(entry), this.#o.writeTimeoutMs);
         entry.timer.unref();
       }
-      // While unreachable the retry timer is already set: trying again per write would only fail again.
+      // While unreachable, trying per write would only fail again: the retry timer tries (once per interval).
       if (reachable) this.kick();
+      else this.#retryLater();
     });
   }
 
@@ -213,7 +214,18 @@ export class Outbox {
     if (this.#running || this.#stopped || !this.#recovered) return;
     if (this.#queue.size === 0 && !this.#failing) return;
     clearTimeout(this.#timer);
+    this.#timer = undefined;
     void this.#drain();
+  }
+
+  /** Tries again after `retryMs`, unless a try is already due. */
+  #retryLater(): void {
+    if (this.#stopped || this.#timer) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.kick();
+    }, this.#o.retryMs);
+    this.#timer.unref();
   }
 
   /** Waits until every write is stored or `ms` pass; true when none is left. */
@@ -263,11 +275,7 @@ export class Outbox {
     } finally {
       this.#running = false;
     }
-    if (!this.#stopped && (this.#queue.size > 0 || this.#failing)) {
-      clearTimeout(this.#timer);
-      this.#timer = setTimeout(() => this.kick(), this.#o.retryMs);
-      this.#timer.unref();
-    }
+    if (this.#queue.size > 0 || this.#failing) this.#retryLater();
   }
 
   /**

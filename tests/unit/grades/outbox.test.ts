@@ -225,6 +225,24 @@ describe('grades outbox', () => {
       await box.stop();
     });
 
+    it('a write logged while NATS is disconnected (no publish failed yet) goes out once NATS is back, with no other write', async () => {
+      dir = await mkdtemp(join(tmpdir(), 'outbox-'));
+      const stream = fakeStream();
+      let connected = false;
+      const { box } = await started(stream, {
+        connected: () => connected,
+        durable: await OutboxLog.open(dir, () => 'r1/x'),
+      });
+      const answer = box.submit(up(1));
+      await settle();
+      expect((await answer).status).to.equal('logged');
+      connected = true;
+      await settle(1000);
+      expect(stream.writes()).to.deep.equal([[1, 'u1']]);
+      expect(box.size).to.equal(0);
+      await box.stop();
+    });
+
     it('after a failed publish a retry never lands after a newer write nor twice, however long the outage', async () => {
       dir = await mkdtemp(join(tmpdir(), 'outbox-'));
       const stream = fakeStream();
