@@ -204,6 +204,45 @@ describe('grades durability (end to end): every write that got a 2xx survives SI
     });
   }
 
+  it('the README walk-through with no configuration: after two sets the backup holds what get serves', async () => {
+    const solo = startService({ GRADES_PASSWORD: PASSWORD });
+    try {
+      const { gradesSetPort, gradesGetPort } = (await solo.ready) as {
+        gradesSetPort: number;
+        gradesGetPort: number;
+      };
+      for (const body of [
+        '{"user_id":"u1","spp":5}',
+        '{"user_id":"u1","shipping_fee":7}',
+        '{"user_id":"u2"}',
+      ]) {
+        const res = await fetch(`http://127.0.0.1:${gradesSetPort}/set`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: AUTH },
+          body,
+        });
+        expect(res.status).to.equal(200);
+      }
+      expect((await getJson(gradesGetPort, '/get?user_id=u1')).body).to.deep.equal({
+        user_id: 'u1',
+        postpaid_limit: 0,
+        spp: 5,
+        shipping_fee: 7,
+        return_fee: 0,
+      });
+      const res = await fetch(`http://127.0.0.1:${gradesGetPort}/backup`, {
+        headers: { authorization: AUTH },
+      });
+      const lines = gunzipSync(Buffer.from(await res.arrayBuffer()))
+        .toString()
+        .trimEnd()
+        .split('\n');
+      expect(lines.slice(2)).to.deep.equal(['u1,0,5,7,0,0,0,0,0,,,', 'u2,0,0,0,0,0,0,0,0,,,']);
+    } finally {
+      await solo.stop('SIGKILL');
+    }
+  });
+
   it('with NATS up: a replica SIGKILLed under concurrent writes loses none it acknowledged (200 means stored)', async () => {
     const { nodes, start } = await cluster(undefined);
     const [, r2] = nodes as [Node, Node, Node];
