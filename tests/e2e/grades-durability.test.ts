@@ -264,13 +264,17 @@ describe('grades durability (end to end): every write that got a 2xx survives SI
     for (const node of nodes) await expectBackupEqualsGet(node, sample);
   });
 
-  it('during an outage with GRADES_OUTBOX_DIR: writes answered 202 survive SIGKILL of that replica (refused, then frozen link) and reach every replica', async () => {
+  it('during an outage with GRADES_OUTBOX_DIR: writes answered 202 survive SIGKILL of that replica (refused, then frozen link), another replica restarts mid-load, and every 2xx write reaches every replica', async () => {
     const { nodes, start } = await cluster('r3');
-    const [, , r3] = nodes as [Node, Node, Node];
+    const [, r2, r3] = nodes as [Node, Node, Node];
     const load = writers(nodes, 3);
     await new Promise((r) => setTimeout(r, 800));
     await proxy.setMode('refuse');
-    await new Promise((r) => setTimeout(r, 1500));
+    // Meanwhile another replica is SIGKILLed and restarted mid-load: it joins from a peer.
+    expect(await r2.service!.stop('SIGKILL')).to.equal('SIGKILL');
+    await start(r2);
+    await waitReady(r2);
+    await new Promise((r) => setTimeout(r, 500));
     await proxy.setMode('stall');
     await new Promise((r) => setTimeout(r, 3000));
     expect(await r3.service!.stop('SIGKILL')).to.equal('SIGKILL');
