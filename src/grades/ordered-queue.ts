@@ -62,9 +62,13 @@ export class OrderedQueue<T> {
         const batch = this.#items.slice(0, maxBatch);
         const done = Math.min(await deliver(batch), batch.length);
         if (done <= 0) break;
-        // Only the delivered ones, even if items were removed meanwhile (they are matched by identity).
-        const gone = new Set(batch.slice(0, done));
-        this.#items = this.#items.filter((item) => !gone.has(item));
+        // Only the delivered ones. They are still the head unless items were removed meanwhile; then they are
+        // matched by identity.
+        if (batch.slice(0, done).every((item, i) => this.#items[i] === item)) this.#items.splice(0, done);
+        else {
+          const gone = new Set(batch.slice(0, done));
+          this.#items = this.#items.filter((item) => !gone.has(item));
+        }
         delivered += done;
       }
     } catch (error) {

@@ -46,4 +46,18 @@ describe('ordered queue – the ordered-retry policy', () => {
     expect(q.items).to.deep.equal([2, 4]);
     expect(q.head).to.equal(2);
   });
+
+  it('items removed while a batch is out do not confuse what leaves the queue', async () => {
+    const q = new OrderedQueue<number>();
+    for (let i = 1; i <= 4; i++) q.push(i);
+    await q.drain(
+      (batch) => {
+        q.remove((i) => i === 1 || i === 4); // 1 was in the batch, 4 behind it
+        return Promise.resolve(batch.length);
+      },
+      2,
+      () => q.size > 1,
+    );
+    expect(q.items).to.deep.equal([3]);
+  });
 });
