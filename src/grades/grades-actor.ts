@@ -12,16 +12,24 @@ export function csvField(value: string): string {
 /** The empty metadata columns that end every record line of a backup. */
 const ROW_TAIL = ','.repeat(BACKUP_COLUMNS.length - 9);
 
+/** One of this replica's writes the stream stored; `provisional` when it was shown before (a logged write). */
+export interface StoredWrite {
+  readonly n: number;
+  readonly update: GradeUpdate;
+  readonly provisional: boolean;
+}
+
 /** The Grades actor's messages. */
 export type GradesMessage =
   /** A write of a replica without a stream (standalone). */
   | { readonly type: 'unreplicated'; readonly update: GradeUpdate }
   /** This replica's write `n`, accepted while the stream is unreachable: provisional until confirmed. */
   | { readonly type: 'local'; readonly n: number; readonly update: GradeUpdate }
-  /** This replica's write, stored by the stream at `seq` before it was applied here. */
-  | { readonly type: 'stored'; readonly update: GradeUpdate; readonly seq: number }
-  /** The stream stored this replica's provisional write `n` at `seq`. */
-  | { readonly type: 'confirm'; readonly n: number; readonly seq: number }
+  /**
+   * The stream stored these writes of this replica, in this order, in one message at `seq`: provisional ones
+   * are confirmed, the others applied (the reply holds the record after each, undefined for provisional ones).
+   */
+  | { readonly type: 'stored'; readonly seq: number; readonly writes: readonly StoredWrite[] }
   /** The message at `seq` from the consumer; `own` when this replica's origin wrote it. */
   | { readonly type: 'stream'; readonly seq: number; readonly msg: ReplicationMessage; readonly own: boolean }
   /** A malformed message at `seq`: nothing to apply, but the position moves past it. */
@@ -37,8 +45,7 @@ export type GradesMessage =
 export interface GradesReplies {
   unreplicated: UserGrade;
   local: UserGrade;
-  stored: UserGrade;
-  confirm: void;
+  stored: (UserGrade | undefined)[];
   stream: void;
   skip: void;
   load: void;
@@ -101,10 +108,11 @@ export class GradesActor extends Actor<GradesMessage, GradesReplies> {
       case 'local':
         return this.#store.applyLocal(msg.update, msg.n);
       case 'stored':
-        return this.#store.applyStored(msg.update, msg.seq);
-      case 'confirm':
-        this.#store.confirm(msg.n, msg.seq);
-        return;
+        return msg.writes.map((w) => {
+          if (!w.provisional) return this.#store.applyStored(w.update, msg.seq);
+          this.#store.confirm(w.n, msg.seq);
+          return undefined;
+        });
       case 'stream':
         if (msg.seq <= this.#position) return; // already reflected (a backup, or a redelivery)
         this.#store.applyMessage(msg.msg.updates, msg.msg.n, msg.seq, msg.own);

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { describeError } from '../errors.js';
 import type { NatsClient } from '../nats/connection.js';
 import { openBackup, type BackupStream } from './backup.js';
-import { backupSource, GradesActor } from './grades-actor.js';
+import { backupSource, GradesActor, type StoredWrite } from './grades-actor.js';
 import { joinCluster, restoreStandalone, type JoinTarget } from './join.js';
 import type { GradeUpdate, ReplicationMessage, UserGrade } from './model.js';
 import { Outbox, type StreamPort } from './outbox.js';
@@ -177,7 +177,7 @@ export class GradesReplica implements GradesPort {
       stream: this.#port,
       ...(durable ? { durable } : {}),
       onLogged: (n, update) => this.#applyLogged(n, update),
-      onStored: (n, update, seq, provisional) => this.#applyStored(n, update, seq, provisional),
+      onStored: (writes, seq) => this.#applyStored(writes, seq),
       maxBatch: this.#o.publishWindow,
       ackTimeoutMs: this.#o.ackTimeoutMs ?? 2000,
       retryMs: 250,
@@ -215,11 +215,9 @@ export class GradesReplica implements GradesPort {
     return this.#actor.ask({ type: 'local', n, update });
   }
 
-  /** The stream stored this replica's write `n` at `seq`. */
-  #applyStored(n: number, update: GradeUpdate, seq: number, provisional: boolean): Promise<UserGrade> {
-    if (!provisional) return this.#actor.ask({ type: 'stored', update, seq });
-    this.#actor.tell({ type: 'confirm', n, seq });
-    return Promise.resolve(this.#actor.peek(update.user_id) as UserGrade);
+  /** The stream stored these writes of this replica, in one message at `seq`. */
+  #applyStored(writes: readonly StoredWrite[], seq: number): Promise<(UserGrade | undefined)[]> {
+    return this.#actor.ask({ type: 'stored', seq, writes });
   }
 
   /** A message read from the stream, any origin's. */

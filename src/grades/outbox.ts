@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { describeError } from '../errors.js';
 import { GradesUnavailableError, GradesWriteUnconfirmedError } from './errors.js';
+import type { StoredWrite } from './grades-actor.js';
 import type { GradeUpdate, UserGrade } from './model.js';
 import type { LoggedWrite, OutboxLog } from './outbox-log.js';
 import { OrderedQueue } from './ordered-queue.js';
@@ -43,13 +44,14 @@ export interface OutboxOptions {
   };
   /** A write was synced to the log: apply it provisionally (called before any `onStored` for it). */
   readonly onLogged: (n: number, update: GradeUpdate) => Promise<UserGrade>;
-  /** The stream stored write `n` at `seq`; `provisional` when `onLogged` applied it before. */
+  /**
+   * The stream stored these writes, in this order, in one message at `seq` (`provisional`: `onLogged` applied
+   * them before); resolves with the record after each (read for the writes whose callers wait).
+   */
   readonly onStored: (
-    n: number,
-    update: GradeUpdate,
+    writes: readonly StoredWrite[],
     seq: number,
-    provisional: boolean,
-  ) => Promise<UserGrade>;
+  ) => Promise<readonly (UserGrade | undefined)[]>;
   /** Most writes in one stream message. */
   readonly maxBatch: number;
   readonly ackTimeoutMs: number;
@@ -318,23 +320,30 @@ export class Outbox {
     return last ? lastN(decodeReplication(last.data)) : 0;
   }
 
-  /** The stream stored these writes at `seq`: answer their callers (the queue drops them after this). */
+  /**
+   * The stream stored these writes at `seq`: one message to the actor for all of them, then their callers are
+   * answered (the queue drops them after this).
+   */
   #stored(batch: readonly Entry[], seq: number): void {
     this.#failing = false;
-    for (const e of batch) {
+    const waiting = batch.map((e) => {
       clearTimeout(e.timer);
       this.#forget(e);
-      if (!e.settled) {
-        e.settled = true;
-        const { resolve, reject } = e;
-        this.#o.onStored(e.n, e.update, seq, false).then(
-          (record) => resolve?.({ status: 'stored', n: e.n, seq, record }),
-          (err: unknown) => reject?.(err),
-        );
-      } else if (e.provisional) {
-        void this.#o.onStored(e.n, e.update, seq, true).catch(() => undefined);
-      }
-    }
+      const open = !e.settled;
+      e.settled = true;
+      return open;
+    });
+    const writes = batch.map((e) => ({ n: e.n, update: e.update, provisional: e.provisional }));
+    this.#o.onStored(writes, seq).then(
+      (records) =>
+        batch.forEach((e, i) => {
+          if (waiting[i]) e.resolve?.({ status: 'stored', n: e.n, seq, record: records[i] as UserGrade });
+        }),
+      (err: unknown) =>
+        batch.forEach((e, i) => {
+          if (waiting[i]) e.reject?.(err);
+        }),
+    );
     this.#compact();
   }
 

@@ -144,14 +144,16 @@ describe('grades recovery through the real NATS: ordered retries, gaps, rejoin, 
       subject,
       stream: () => faulty,
       onLogged: () => Promise.reject(new Error('no log')),
-      onStored: (_n, update) =>
-        Promise.resolve({
-          user_id: update.user_id,
-          postpaid_limit: 0,
-          spp: 0,
-          shipping_fee: 0,
-          return_fee: 0,
-        }),
+      onStored: (writes) =>
+        Promise.resolve(
+          writes.map((w) => ({
+            user_id: w.update.user_id,
+            postpaid_limit: 0,
+            spp: 0,
+            shipping_fee: 0,
+            return_fee: 0,
+          })),
+        ),
       maxBatch: 4,
       ackTimeoutMs: 2000,
       retryMs: 50,

@@ -10,12 +10,26 @@ describe('grades actor', () => {
   });
   afterEach(() => actor.stop());
 
-  it('applies a stored write at once and answers the whole record', async () => {
-    const record = await actor.ask({ type: 'stored', update: { user_id: 'u', spp: 3 }, seq: 4 });
+  it('applies stored writes at once, in order, and answers the whole record after each', async () => {
+    const [record] = await actor.ask({
+      type: 'stored',
+      seq: 4,
+      writes: [{ n: 1, update: { user_id: 'u', spp: 3 }, provisional: false }],
+    });
     expect(record).to.deep.equal({ user_id: 'u', postpaid_limit: 0, spp: 3, shipping_fee: 0, return_fee: 0 });
-    const next = await actor.ask({ type: 'stored', update: { user_id: 'u', return_fee: 4 }, seq: 5 });
-    expect(next).to.deep.equal({ user_id: 'u', postpaid_limit: 0, spp: 3, shipping_fee: 0, return_fee: 4 });
-    expect(actor.peek('u')).to.deep.equal(next);
+    const records = await actor.ask({
+      type: 'stored',
+      seq: 5,
+      writes: [
+        { n: 2, update: { user_id: 'u', return_fee: 4 }, provisional: false },
+        { n: 3, update: { user_id: 'u', spp: 6 }, provisional: false },
+      ],
+    });
+    expect(records).to.deep.equal([
+      { user_id: 'u', postpaid_limit: 0, spp: 3, shipping_fee: 0, return_fee: 4 },
+      { user_id: 'u', postpaid_limit: 0, spp: 6, shipping_fee: 0, return_fee: 4 },
+    ]);
+    expect(actor.peek('u')).to.deep.equal(records[1]);
   });
 
   it('its own messages from the stream only confirm a provisional write, never re-apply it over a newer one', async () => {
@@ -29,7 +43,12 @@ describe('grades actor', () => {
       own: true,
     });
     expect(actor.peek('u')?.spp).to.equal(2);
-    await actor.ask({ type: 'confirm', n: 2, seq: 2 });
+    const [confirmed] = await actor.ask({
+      type: 'stored',
+      seq: 2,
+      writes: [{ n: 2, update: { user_id: 'u', spp: 2 }, provisional: true }],
+    });
+    expect(confirmed).to.equal(undefined);
     expect(actor.state).to.include({ unconfirmed: 0, position: 1 });
     expect(actor.peek('u')?.spp).to.equal(2);
   });

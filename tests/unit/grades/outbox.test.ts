@@ -87,9 +87,9 @@ describe('grades outbox', () => {
         events.push(`logged ${n}`);
         return Promise.resolve(record(update));
       },
-      onStored: (n, update, seq, provisional) => {
-        events.push(`stored ${n}@${seq}${provisional ? ' (provisional)' : ''}`);
-        return Promise.resolve(record(update));
+      onStored: (writes, seq) => {
+        for (const w of writes) events.push(`stored ${w.n}@${seq}${w.provisional ? ' (provisional)' : ''}`);
+        return Promise.resolve(writes.map((w) => record(w.update)));
       },
       maxBatch: 3,
       ackTimeoutMs: 1000,
