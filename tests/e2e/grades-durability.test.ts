@@ -43,7 +43,9 @@ async function pool<T, R>(items: readonly T[], limit: number, fn: (item: T) => P
   return out;
 }
 
-describe('grades durability (end to end): every write that got a 2xx survives SIGKILL, on every replica', () => {
+describe('grades durability (end to end): every write that got a 2xx survives SIGKILL, on every replica', function () {
+  // Three processes, restarts and an outage: minutes on a loaded machine, seconds on a quiet one.
+  this.timeout(120_000);
   let proxy: TcpFaultProxy;
   let dir: string;
   const streams: string[] = [];
