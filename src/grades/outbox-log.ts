@@ -100,6 +100,8 @@ export class OutboxLog {
       }
     }
     const fh = await open(join(dir, LOG_FILE), 'a');
+    // The file may have just been created: its directory entry must be on disk before an append counts.
+    await syncDir(dir);
     return { log: new OutboxLog(dir, fh), origin, writes, nextN };
   }
 
@@ -171,6 +173,11 @@ async function writeDurably(dir: string, name: string, text: string): Promise<vo
     await fh.close();
   }
   await rename(tmp, join(dir, name));
+  await syncDir(dir);
+}
+
+/** Makes the directory's entries (a created or renamed file) durable. */
+async function syncDir(dir: string): Promise<void> {
   const d = await open(dir, 'r');
   try {
     await d.sync();
