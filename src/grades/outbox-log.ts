@@ -82,6 +82,7 @@ export class OutboxLog {
     }
     const writes: LoggedWrite[] = [];
     let nextN = 1;
+    let torn = false;
     const lines = text.split('\n');
     for (const [i, line] of lines.entries()) {
       if (line === '') continue;
@@ -90,7 +91,10 @@ export class OutboxLog {
         parsed = lineSchema.parse(JSON.parse(line));
       } catch (err) {
         // The last line may be torn by a crash during its append: that write was never acknowledged.
-        if (i >= lines.length - 2) break;
+        if (i >= lines.length - 2) {
+          torn = true;
+          break;
+        }
         throw new OutboxLogError(`${join(dir, LOG_FILE)} line ${i + 1} is malformed`, { cause: err });
       }
       if ('next' in parsed) nextN = Math.max(nextN, parsed.next);
@@ -99,6 +103,8 @@ export class OutboxLog {
         nextN = Math.max(nextN, parsed.n + 1);
       }
     }
+    // Appending after a torn line would glue the next write to it: the file is rewritten without it first.
+    if (torn) await writeDurably(dir, LOG_FILE, logText(writes, nextN));
     const fh = await open(join(dir, LOG_FILE), 'a');
     // The file may have just been created: its directory entry must be on disk before an append counts.
     await syncDir(dir);
@@ -113,10 +119,7 @@ export class OutboxLog {
 
   /** Replaces the log with `writes` (those not yet stored by the stream) and the next counter. */
   rewrite(writes: readonly LoggedWrite[], nextN: number): Promise<void> {
-    const text =
-      `${JSON.stringify({ next: nextN })}\n` +
-      writes.map((w) => `${JSON.stringify({ n: w.n, update: w.update })}\n`).join('');
-    return this.#enqueue('rewrite', text);
+    return this.#enqueue('rewrite', logText(writes, nextN));
   }
 
   /** Waits for queued operations and closes the file. */
@@ -160,6 +163,14 @@ export class OutboxLog {
     }
     this.#running = false;
   }
+}
+
+/** A whole log: the next counter, then the writes. */
+function logText(writes: readonly LoggedWrite[], nextN: number): string {
+  return (
+    `${JSON.stringify({ next: nextN })}\n` +
+    writes.map((w) => `${JSON.stringify({ n: w.n, update: w.update })}\n`).join('')
+  );
 }
 
 /** Writes `name` in `dir` through a synced temporary file renamed over it, then syncs the directory. */
