@@ -23,7 +23,13 @@ export type ServiceErrorCode =
   | 'PROVIDER_UNAVAILABLE'
   | 'UNKNOWN_KEY'
   | 'UNUSABLE_KEY'
-  | 'PROOF_FAILED';
+  | 'PROOF_FAILED'
+  | 'UNAVAILABLE'
+  | 'UNCONFIRMED'
+  | 'BACKUP_REFUSED'
+  | 'PEER_UNREACHABLE'
+  | 'MALFORMED_MESSAGE'
+  | 'OUTBOX_UNREADABLE';
 
 /**
  * The error codes of RFC 6749 §5.2 and RFC 8693 §2.2.2 the token endpoint answers with, spelled as the RFCs
@@ -40,14 +46,19 @@ export type OAuthErrorCode =
   | 'temporarily_unavailable'
   | 'server_error';
 
-/** Base class: a stable string `code`, `name` taken from the concrete class, `cause` kept. */
+/**
+ * Base class: a stable string `code`, `name` taken from the concrete class, `cause` kept, and for a temporary
+ * condition the seconds a client should wait before retrying (`Retry-After`), when known.
+ */
 export class AppError extends Error {
   readonly code: ErrorCode;
+  readonly retryAfterS: number | undefined;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; retryAfterS?: number }) {
     super(message, options);
     this.code = code;
     this.name = new.target.name;
+    this.retryAfterS = options?.retryAfterS;
   }
 }
 
@@ -125,11 +136,8 @@ export class UnauthorizedError extends AppError {
 
 /** The capability cannot serve yet (joining, catching up); the client should retry after `retryAfterS`. */
 export class NotReadyError extends AppError {
-  readonly retryAfterS: number;
-
   constructor(message: string, retryAfterS = 1) {
-    super('NOT_READY', message);
-    this.retryAfterS = retryAfterS;
+    super('NOT_READY', message, { retryAfterS });
   }
 }
 
