@@ -29,6 +29,7 @@ export type ServiceErrorCode =
   | 'BACKUP_REFUSED'
   | 'PEER_UNREACHABLE'
   | 'MALFORMED_MESSAGE'
+  | 'MESSAGE_UNAUTHENTICATED'
   | 'OUTBOX_UNREADABLE';
 
 /**

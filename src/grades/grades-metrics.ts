@@ -29,6 +29,12 @@ export function createGradesMetrics(metrics: Metrics): {
     help: 'Gaps found in the replication stream (missing sequences, a recreated stream).',
     registers,
   });
+  const refused = new Counter({
+    name: 'grades_messages_refused_total',
+    help: 'Replication messages refused as unauthenticated (CLUSTER_SECRET), by reason; skipped, never applied.',
+    labelNames: ['reason'] as const,
+    registers,
+  });
   const rejoins = new Counter({
     name: 'grades_rejoins_total',
     help: 'Rejoins from a peer backup after a gap.',
@@ -42,6 +48,7 @@ export function createGradesMetrics(metrics: Metrics): {
       },
       gap: () => gaps.inc(),
       rejoin: () => rejoins.inc(),
+      refused: (reason) => refused.inc({ reason }),
     },
     watch: (replica) => {
       readGauge(

@@ -37,6 +37,7 @@ export function createGradesModule(config: GradesModuleConfig, shared: SharedPie
     ...(config.grades.restoreFrom ? { restoreFrom: config.grades.restoreFrom } : {}),
     writeTimeoutMs: config.grades.writeTimeoutMs,
     metrics: gradesMetrics.sink,
+    ...(shared.clusterAuth ? { auth: shared.clusterAuth } : {}),
     log,
     onFatal: shared.onFatal,
   });

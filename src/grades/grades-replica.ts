@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { Logger } from 'pino';
 import { describeError } from '../errors.js';
+import type { MessageAuth } from '../cluster/message-auth.js';
 import type { NatsClient } from '../nats/connection.js';
 import { openBackup, type BackupStream } from './backup.js';
 import { backupSource, GradesActor, type StoredWrite } from './grades-actor.js';
@@ -18,7 +19,7 @@ import {
   streamIdentity,
   type StreamSettings,
 } from './replication.js';
-import { originSubject } from './wire.js';
+import { originSubject, ReplicationCodec } from './wire.js';
 
 /** Where a replica is on its way to serving. */
 export type GradesPhase =
@@ -30,6 +31,8 @@ export interface GradesMetricsSink {
   replicationDelay(ms: number): void;
   gap(): void;
   rejoin(): void;
+  /** A stream message was refused as unauthenticated (`CLUSTER_SECRET`), and skipped. */
+  refused?(reason: string): void;
 }
 
 /** Settings of {@link GradesReplica}. */
@@ -54,6 +57,8 @@ export interface GradesReplicaOptions {
   /** How often the stream's identity and last sequence are checked (a recreated stream is a gap). */
   readonly identityCheckMs?: number;
   readonly metrics?: GradesMetricsSink;
+  /** `CLUSTER_SECRET`: seals every message this replica publishes and refuses stream messages that do not open. */
+  readonly auth?: MessageAuth;
   readonly log: Logger;
   /** Called when the replica fails for good (no usable backup to join or rejoin from): the process stops. */
   readonly onFatal: (err: unknown) => void;
@@ -76,6 +81,7 @@ export class GradesReplica implements GradesPort {
   readonly #o: GradesReplicaOptions;
   readonly #log: Logger;
   readonly #actor: GradesActor;
+  readonly #codec: ReplicationCodec;
   #outbox: Outbox | undefined;
   #port: (() => StreamPort | undefined) | undefined;
   #origin: string;
@@ -92,6 +98,10 @@ export class GradesReplica implements GradesPort {
     this.#o = options;
     this.#log = options.log.child({ component: 'grades' });
     this.#actor = new GradesActor({ log: this.#log });
+    this.#codec = new ReplicationCodec({
+      ...(options.auth ? { auth: options.auth } : {}),
+      subject: options.stream.subject,
+    });
     // Without a data directory the origin names this process: after a restart under the same REPLICA_ID, the
     // messages of the previous run are another origin's, with its own counter. With one, it names the
     // directory (read at start), whose logged writes keep their origin and counter across restarts.
@@ -178,6 +188,7 @@ export class GradesReplica implements GradesPort {
       ...(durable ? { durable } : {}),
       onLogged: (n, update) => this.#applyLogged(n, update),
       onStored: (writes, seq) => this.#applyStored(writes, seq),
+      codec: this.#codec,
       maxBatch: this.#o.publishWindow,
       ackTimeoutMs: this.#o.ackTimeoutMs ?? 2000,
       retryMs: 250,
@@ -282,6 +293,8 @@ export class GradesReplica implements GradesPort {
       startSeq,
       apply: (seq, msg) => this.#applyFromStream(seq, msg),
       skip: (seq) => this.#actor.ask({ type: 'skip', seq }),
+      codec: this.#codec,
+      onRefused: (_seq, reason) => this.#o.metrics?.refused?.(reason),
       onCaughtUp: () => {
         if (this.#phase !== 'catching-up') return;
         this.#phase = 'ready';

@@ -5,7 +5,7 @@ import type { StoredWrite } from './grades-actor.js';
 import type { GradeUpdate, UserGrade } from './model.js';
 import type { LoggedWrite, OutboxLog } from './outbox-log.js';
 import { OrderedQueue } from './ordered-queue.js';
-import { decodeReplication, encodeReplication, lastN } from './wire.js';
+import { lastN, ReplicationCodec } from './wire.js';
 
 /** What the outbox needs of JetStream (see `jetStreamPort` in replication.ts); a fake in unit tests. */
 export interface StreamPort {
@@ -16,10 +16,11 @@ export interface StreamPort {
   publish(
     subject: string,
     data: Uint8Array,
-    options: { msgID: string; timeout: number; expectLastSubjectSeq: number },
+    /** `mac`: the message's MAC, sent in its `Cluster-Mac` header (with `CLUSTER_SECRET`). */
+    options: { msgID: string; timeout: number; expectLastSubjectSeq: number; mac?: string | undefined },
   ): Promise<{ seq: number }>;
-  /** The last message stored on `subject`, or undefined when there is none. */
-  last(subject: string): Promise<{ seq: number; data: Uint8Array } | undefined>;
+  /** The last message stored on `subject` (with its MAC header, if any), or undefined when there is none. */
+  last(subject: string): Promise<{ seq: number; data: Uint8Array; mac?: string | undefined } | undefined>;
 }
 
 /** How a write was kept. */
@@ -52,6 +53,8 @@ export interface OutboxOptions {
     writes: readonly StoredWrite[],
     seq: number,
   ) => Promise<readonly (UserGrade | undefined)[]>;
+  /** Encodes (and with `CLUSTER_SECRET` seals) what is published; default: validation only. */
+  readonly codec?: ReplicationCodec;
   /** Most writes in one stream message. */
   readonly maxBatch: number;
   readonly ackTimeoutMs: number;
@@ -97,6 +100,7 @@ interface Entry extends LoggedWrite {
  */
 export class Outbox {
   readonly #o: OutboxOptions;
+  readonly #codec: ReplicationCodec;
   readonly #now: () => number;
   readonly #queue = new OrderedQueue<Entry>();
   #nextN: number;
@@ -114,6 +118,7 @@ export class Outbox {
 
   constructor(options: OutboxOptions) {
     this.#o = options;
+    this.#codec = options.codec ?? new ReplicationCodec();
     this.#now = options.now ?? Date.now;
     this.#nextN = options.durable?.nextN ?? 1;
     for (const w of options.durable?.writes ?? []) {
@@ -299,15 +304,17 @@ export class Outbox {
     for (const e of rest) e.sent = true;
     const first = (rest[0] as Entry).n;
     const last = (rest.at(-1) as Entry).n;
-    const ack = await port.publish(
-      this.#o.subject,
-      encodeReplication({ origin: this.#o.origin, n: first, updates: rest.map((e) => e.update) }),
-      {
-        msgID: `${this.#o.origin}:${first}-${last}`,
-        timeout: this.#o.ackTimeoutMs,
-        expectLastSubjectSeq: this.#lastSubjectSeq ?? 0,
-      },
-    );
+    const { data, mac } = this.#codec.encode({
+      origin: this.#o.origin,
+      n: first,
+      updates: rest.map((e) => e.update),
+    });
+    const ack = await port.publish(this.#o.subject, data, {
+      msgID: `${this.#o.origin}:${first}-${last}`,
+      timeout: this.#o.ackTimeoutMs,
+      expectLastSubjectSeq: this.#lastSubjectSeq ?? 0,
+      mac,
+    });
     this.#lastSubjectSeq = ack.seq;
     this.#stored(rest, ack.seq);
     return batch.length;
@@ -317,7 +324,19 @@ export class Outbox {
   async #lookup(port: StreamPort): Promise<number> {
     const last = await port.last(this.#o.subject);
     this.#lastSubjectSeq = last?.seq ?? 0;
-    return last ? lastN(decodeReplication(last.data)) : 0;
+    if (!last) return 0;
+    try {
+      return lastN(this.#codec.decode(last.data, last.mac));
+    } catch (err) {
+      // Someone else wrote on our subject (no valid MAC, or not a replication message): it tells nothing of what
+      // we stored, so nothing is taken as stored; our writes go out after it, and within the duplicate window
+      // JetStream answers a write already stored by its message id instead of storing it twice.
+      this.#o.log.error(
+        { subject: this.#o.subject, seq: last.seq, err: describeError(err) },
+        "the last message on this replica's subject is not its own; publishing after it",
+      );
+      return 0;
+    }
   }
 
   /**

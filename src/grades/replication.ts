@@ -7,13 +7,14 @@ import {
   type JetStreamClient,
   type JetStreamManager,
 } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/nats-core';
+import type { MsgHdrs, NatsConnection } from '@nats-io/nats-core';
+import { headers } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { describeError } from '../errors.js';
 import type { NatsClient } from '../nats/connection.js';
 import type { ReplicationMessage } from './model.js';
 import type { StreamPort } from './outbox.js';
-import { decodeReplication } from './wire.js';
+import { MAC_HEADER, ReplicationCodec, UnauthenticatedReplicationMessageError } from './wire.js';
 
 /** Stream settings (G6), all configurable. */
 export interface StreamSettings {
@@ -118,17 +119,23 @@ function portOn(nc: NatsConnection, stream: string): StreamPort {
   let jsm: Promise<JetStreamManager> | undefined;
   return {
     publish: async (subject, data, o) => {
+      let hdrs: MsgHdrs | undefined;
+      if (o.mac !== undefined) {
+        hdrs = headers();
+        hdrs.set(MAC_HEADER, o.mac);
+      }
       const ack = await js.publish(subject, data, {
         msgID: o.msgID,
         timeout: o.timeout,
         expect: { lastSubjectSequence: o.expectLastSubjectSeq },
+        ...(hdrs ? { headers: hdrs } : {}),
       });
       return { seq: ack.seq };
     },
     last: async (subject) => {
       jsm ??= jetstreamManager(nc, { checkAPI: false });
       const m = await (await jsm).streams.getMessage(stream, { last_by_subj: subject });
-      return m ? { seq: m.seq, data: m.data } : undefined;
+      return m ? { seq: m.seq, data: m.data, mac: m.header?.get(MAC_HEADER) || undefined } : undefined;
     },
   };
 }
@@ -141,6 +148,10 @@ export interface ConsumeOptions {
   readonly startSeq: number;
   /** Applies one message; awaited, so a slow store slows the consumer instead of buffering without bound. */
   readonly apply: (seq: number, msg: ReplicationMessage) => Promise<void>;
+  /** Decodes (and with `CLUSTER_SECRET` authenticates) each message; default: validation only. */
+  readonly codec?: ReplicationCodec;
+  /** A message at `seq` was refused as unauthenticated (it is skipped like a malformed one). */
+  readonly onRefused?: (seq: number, reason: string) => void;
   /** Moves the position past a malformed message at `seq` (logged and skipped). */
   readonly skip: (seq: number) => Promise<void>;
   /** Called once, when the consumer has read everything the stream held (pending 0). */
@@ -165,6 +176,7 @@ export interface ConsumeOptions {
  * logged and skipped. Resolves with a `stop` function.
  */
 export async function consumeStream(o: ConsumeOptions): Promise<() => Promise<void>> {
+  const codec = o.codec ?? new ReplicationCodec();
   const js = jetstream(o.nc);
   let next = o.startSeq;
   let stopped = false;
@@ -198,9 +210,20 @@ export async function consumeStream(o: ConsumeOptions): Promise<() => Promise<vo
           next = m.seq + 1;
           let msg: ReplicationMessage | undefined;
           try {
-            msg = decodeReplication(m.data);
+            msg = codec.decode(m.data, m.headers?.get(MAC_HEADER) || undefined);
           } catch (err) {
-            o.log.error({ seq: m.seq, err: describeError(err) }, 'skipping a malformed replication message');
+            if (err instanceof UnauthenticatedReplicationMessageError) {
+              o.log.error(
+                { seq: m.seq, reason: err.reason },
+                'skipping an unauthenticated replication message',
+              );
+              o.onRefused?.(m.seq, err.reason);
+            } else {
+              o.log.error(
+                { seq: m.seq, err: describeError(err) },
+                'skipping a malformed replication message',
+              );
+            }
           }
           await (msg ? o.apply(m.seq, msg) : o.skip(m.seq));
           o.onApplied?.(Date.now() - m.info.timestampNanos / 1_000_000, m.info.pending);

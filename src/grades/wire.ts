@@ -1,5 +1,9 @@
+import type { MessageAuth } from '../cluster/message-auth.js';
 import { AppError } from '../errors.js';
 import { replicationMessageSchema, type ReplicationMessage } from './model.js';
+
+/** The NATS message header that carries a replication message's MAC (with `CLUSTER_SECRET`). */
+export const MAC_HEADER = 'Cluster-Mac';
 
 /**
  * The replication message's bytes on the bus, in one place: every publisher encodes with
@@ -11,6 +15,54 @@ import { replicationMessageSchema, type ReplicationMessage } from './model.js';
 export class MalformedReplicationMessageError extends AppError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('MALFORMED_MESSAGE', `malformed replication message: ${message}`, options);
+  }
+}
+
+/**
+ * A stream message whose MAC is missing or wrong while `CLUSTER_SECRET` is set: not written by a replica of this
+ * cluster, so it is logged, counted and skipped, never applied.
+ */
+export class UnauthenticatedReplicationMessageError extends AppError {
+  readonly reason: string;
+
+  constructor(reason: string) {
+    super('MESSAGE_UNAUTHENTICATED', `replication message not authenticated (${reason})`);
+    this.reason = reason;
+  }
+}
+
+/**
+ * Encodes and decodes replication messages, and with a cluster authenticator seals each one (a MAC over its
+ * bytes, bound to its origin and to this stream's subject, carried in the {@link MAC_HEADER} header) and refuses
+ * any message whose MAC does not open. Without one, messages are only validated, and NATS must be trusted.
+ */
+export class ReplicationCodec {
+  readonly #auth: MessageAuth | undefined;
+  readonly #purpose: string;
+
+  /** `subject`: the stream's base subject, so a MAC sealed for another purpose never opens here. */
+  constructor(options: { auth?: MessageAuth; subject: string } = { subject: '' }) {
+    this.#auth = options.auth;
+    this.#purpose = `grades:${options.subject}`;
+  }
+
+  /** The message's bytes and, with a cluster secret, its MAC. */
+  encode(msg: ReplicationMessage): { data: Uint8Array; mac: string | undefined } {
+    const data = encodeReplication(msg);
+    return { data, mac: this.#auth?.seal(this.#purpose, msg.origin, data) };
+  }
+
+  /**
+   * The message in `data`, validated and, with a cluster secret, authenticated by `mac`; throws
+   * {@link MalformedReplicationMessageError} or {@link UnauthenticatedReplicationMessageError}.
+   */
+  decode(data: Uint8Array, mac: string | undefined): ReplicationMessage {
+    const msg = decodeReplication(data);
+    if (this.#auth) {
+      const opened = this.#auth.open(this.#purpose, msg.origin, data, mac);
+      if (!opened.ok) throw new UnauthenticatedReplicationMessageError(opened.reason);
+    }
+    return msg;
   }
 }
 
