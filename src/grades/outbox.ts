@@ -4,7 +4,7 @@ import { GradesUnavailableError, GradesWriteUnconfirmedError } from './errors.js
 import type { StoredWrite } from './grades-actor.js';
 import type { GradeUpdate, UserGrade } from './model.js';
 import type { LoggedWrite, OutboxLog } from './outbox-log.js';
-import { OrderedQueue } from './ordered-queue.js';
+import { OrderedQueue } from '../actor/ordered-queue.js';
 import { lastN, ReplicationCodec } from './wire.js';
 
 /** What the outbox needs of JetStream (see `jetStreamPort` in replication.ts); a fake in unit tests. */

@@ -10,9 +10,9 @@ export interface DrainResult {
  * The one ordered-retry policy of this service: items wait in the order they were added, are delivered oldest
  * first (in batches of up to `maxBatch`), leave the queue only once delivered, and a round stops at the first
  * failure, so a later item never overtakes an earlier one and an outage costs one failure per round, not one per
- * item. No size limit and no timer of its own: the owner decides when a round runs (the grades outbox after
- * each write and on a retry timer; the key store's pending writes, `src/keys/pending-writes.ts`, follow the same
- * policy one key at a time and could run on this class).
+ * item. No size limit and no timer of its own: the owner decides when a round runs. Both ordered queues of the
+ * service run on it: the grades outbox (`src/grades/outbox.ts`, after each write and on a retry timer) and the key
+ * store's pending writes (`src/keys/pending-writes.ts`, one key at a time, at the flush interval).
  */
 export class OrderedQueue<T> {
   #items: T[] = [];

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { OrderedQueue } from '../../../src/grades/ordered-queue.js';
+import { OrderedQueue } from '../../../src/actor/ordered-queue.js';
 
 describe('ordered queue – the ordered-retry policy', () => {
   it('delivers oldest first in batches and removes only what was delivered', async () => {
