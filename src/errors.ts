@@ -142,6 +142,13 @@ export class NotReadyError extends AppError {
   }
 }
 
+/** A dependency this operation needs (NATS, a worker pool) is not reachable or not running now; retry later. */
+export class UnavailableError extends AppError {
+  constructor(message: string, options?: { cause?: unknown; retryAfterS?: number }) {
+    super('UNAVAILABLE', message, options);
+  }
+}
+
 /** No route takes this method for this path. */
 export class MethodNotAllowedError extends AppError {
   constructor() {

@@ -1,3 +1,4 @@
+import { BackupRefusedError } from './errors.js';
 import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -80,7 +81,7 @@ export function parseCsvLine(line: string): string[] {
       i++;
       for (;;) {
         const quote = line.indexOf('"', i);
-        if (quote < 0) throw new Error('unterminated quoted field');
+        if (quote < 0) throw new BackupRefusedError('unterminated quoted field');
         value += line.slice(i, quote);
         if (line[quote + 1] === '"') {
           value += '"';
@@ -91,7 +92,7 @@ export function parseCsvLine(line: string): string[] {
         }
       }
       fields.push(value);
-      if (i < line.length && line[i] !== ',') throw new Error('text after a quoted field');
+      if (i < line.length && line[i] !== ',') throw new BackupRefusedError('text after a quoted field');
       i++;
     } else {
       const comma = line.indexOf(',', i);
@@ -133,16 +134,17 @@ export async function readBackup(
     for await (const line of lines) {
       lineNo++;
       if (lineNo === 1) {
-        if (line !== BACKUP_COLUMNS.join(',')) throw new Error('not a grades backup (unexpected header)');
+        if (line !== BACKUP_COLUMNS.join(','))
+          throw new BackupRefusedError('not a grades backup (unexpected header)');
         continue;
       }
       const fields = parseCsvLine(line);
       if (fields.length !== width)
-        throw new Error(`line ${lineNo}: expected ${width} fields, got ${fields.length}`);
+        throw new BackupRefusedError(`line ${lineNo}: expected ${width} fields, got ${fields.length}`);
       if (lineNo === 2) {
         const position = Number(fields[width - 1]);
         if (fields[0] !== '' || !Number.isSafeInteger(position) || position < 0) {
-          throw new Error('backup metadata row is missing or malformed');
+          throw new BackupRefusedError('backup metadata row is missing or malformed');
         }
         header = { position, generatedAt: fields[width - 2] ?? '', streamCreated: fields[width - 3] ?? '' };
         await onHeader(header);
@@ -154,7 +156,7 @@ export async function readBackup(
         numbers.some((n) => !Number.isSafeInteger(n)) ||
         numbers.slice(FIELDS.length).some((n) => n < 0)
       )
-        throw new Error(`line ${lineNo}: malformed row`);
+        throw new BackupRefusedError(`line ${lineNo}: malformed row`);
       batch.push({
         user_id: fields[0],
         values: numbers.slice(0, FIELDS.length),
@@ -170,7 +172,7 @@ export async function readBackup(
     lines.close();
     input.destroy();
   }
-  if (!header) throw new Error('backup is empty');
+  if (!header) throw new BackupRefusedError('backup is empty');
   if (batch.length > 0) await onRows(batch);
   return { header, rows: count };
 }

@@ -84,7 +84,7 @@ export async function joinCluster(o: JoinOptions): Promise<JoinResult> {
     await new Promise((r) => setTimeout(r, o.retryMs * attempt));
   }
   if (o.peers.length > 0 && lastError && !(lastError instanceof PeerUnreachableError)) {
-    throw new Error(
+    throw new BackupRefusedError(
       `no usable backup from any peer after ${o.attempts} attempts: ${describeError(lastError)}`,
     );
   }
@@ -94,7 +94,9 @@ export async function joinCluster(o: JoinOptions): Promise<JoinResult> {
   }
   const range = await o.stream();
   if (!o.streamFallback) {
-    throw new Error('no peer answered with a backup and GRADES_RESTORE_FROM is not set: cannot rejoin');
+    throw new BackupRefusedError(
+      'no peer answered with a backup and GRADES_RESTORE_FROM is not set: cannot rejoin',
+    );
   }
   await o.target.restart(0, range.created);
   if (range.first <= 1) {

@@ -264,7 +264,7 @@ export class Outbox {
     this.#running = true;
     try {
       const port = this.#o.stream();
-      if (!port) throw new Error('not connected to NATS');
+      if (!port) throw new GradesUnavailableError('not connected to NATS');
       if (this.#queue.size === 0) {
         // Nothing to publish, but the last publish failed: a look-up tells whether the stream answers again.
         await this.#lookup(port);

@@ -10,7 +10,7 @@ import {
 import type { MsgHdrs, NatsConnection } from '@nats-io/nats-core';
 import { headers } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { describeError } from '../errors.js';
+import { ConfigError, describeError } from '../errors.js';
 import type { NatsClient } from '../nats/connection.js';
 import type { ReplicationMessage } from './model.js';
 import type { StreamPort } from './outbox.js';
@@ -63,7 +63,7 @@ export async function ensureStream(
     // the per-origin subjects (its old messages, if any, are skipped as malformed). Any other shape is someone
     // else's stream, reported rather than written into.
     if (!has.includes(s.subject)) {
-      throw new Error(`stream ${s.name} exists without subject ${subjects} (has ${has.join(', ')})`);
+      throw new ConfigError(`stream ${s.name} exists without subject ${subjects} (has ${has.join(', ')})`);
     }
     const updated = await jsm.streams.update(s.name, { ...info.config, subjects: [...has, subjects] });
     log.warn(
