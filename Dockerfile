@@ -23,6 +23,8 @@ WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
+# The grades outbox directory belongs to the service's user, so a volume mounted there starts writable by it.
+RUN mkdir -p /data/grades-outbox && chown node:node /data/grades-outbox
 # The image's own unprivileged user; nothing in /app is writable by it.
 USER node
 EXPOSE 8080 8081 8082

@@ -1,16 +1,20 @@
 /**
  * Grades benchmark; every figure next to a baseline measured in the same run:
  *  1. GET /get requests/s and p99 vs a bare node:http server answering a fixed JSON (wrk, alternating rounds);
- *  2. POST /set requests/s with replication on vs the bare server parsing and echoing JSON;
+ *  2. POST /set requests/s with durable acknowledgement (each answer waits until the write is stored in the
+ *     JetStream stream) vs the bare server parsing and echoing JSON;
  *  3. replication lag p50/p99, set on one replica to visible on another, at a steady rate, vs the raw JetStream
  *     publish-to-consume time of the same NATS;
- *  4. with N records (default 1,000,000): backup time, size and peak RSS growth, vs gzipping the same rows
+ *  4. the outage path: POST /set requests/s on a replica with GRADES_OUTBOX_DIR whose NATS is unreachable (each
+ *     write synced to the outbox log before its 202) vs a bare server that appends each body to a file and
+ *     answers after fdatasync with the same group commit;
+ *  5. with N records (default 1,000,000): backup time, size and peak RSS growth, vs gzipping the same rows
  *     in-process in chunks of 1,000; then the time for a new replica to join from that backup.
  *
  *   node --import tsx scripts/bench-grades.ts [--rounds 3] [--seconds 5] [--records 1000000] [--rate 1000]
- *                                             [--only get,set,lag,backup]
+ *                                             [--only get,set,lag,outbox,backup]
  *
- * Needs wrk (Debian package `wrk`) and NATS with JetStream (NATS_URL, default nats://127.0.0.1:4222); uses its
+ * Uses wrk (Debian package `wrk`) when installed, autocannon otherwise, and NATS with JetStream (NATS_URL, default nats://127.0.0.1:4222); uses its
  * own stream names and deletes them afterwards.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -20,11 +24,14 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createGzip } from 'node:zlib';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import autocannon from 'autocannon';
 import { Pool } from 'undici';
 import { connect } from '@nats-io/transport-node';
 import { BACKUP_COLUMNS } from '../src/grades/backup.js';
+import { encodeReplication } from '../src/grades/wire.js';
 import { startService, type RunningService } from '../tests/support/service.js';
-import { median, quantile, runWrk, type WrkResult } from './lib/load.js';
+import { TcpFaultProxy } from '../tests/support/tcp-proxy.js';
+import { hasWrk, median, quantile, runWrk, type WrkResult } from './lib/load.js';
 
 const { values } = parseArgs({
   options: {
@@ -33,7 +40,7 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '32' },
     records: { type: 'string', default: '1000000' },
     rate: { type: 'string', default: '1000' },
-    only: { type: 'string', default: 'get,set,lag,backup' },
+    only: { type: 'string', default: 'get,set,lag,outbox,backup' },
   },
 });
 const ROUNDS = Number(values.rounds);
@@ -46,8 +53,40 @@ const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 const PASSWORD = 'bench-password';
 const AUTH = `Basic ${Buffer.from(`grades:${PASSWORD}`).toString('base64')}`;
 
-function wrk(url: string, script?: string): Promise<WrkResult> {
-  return runWrk(url, { connections: CONNECTIONS, seconds: SECONDS, ...(script ? { script } : {}) });
+const USE_WRK = hasWrk();
+
+/**
+ * One load round: wrk (one thread) when installed, autocannon otherwise (in-process and heavier, so its ratios
+ * are not comparable with wrk's; the README figures are wrk's). `script` shapes /set requests for wrk; for
+ * autocannon the same bodies are made by `setBody`.
+ */
+async function wrk(url: string, script?: string): Promise<WrkResult> {
+  if (USE_WRK)
+    return runWrk(url, { connections: CONNECTIONS, seconds: SECONDS, ...(script ? { script } : {}) });
+  let n = 0;
+  const result = await autocannon({
+    url,
+    connections: CONNECTIONS,
+    duration: SECONDS,
+    ...(script
+      ? {
+          method: 'POST' as const,
+          headers: { authorization: AUTH, 'content-type': 'application/json' },
+          requests: [{ setupRequest: (req: object) => ({ ...req, body: setBody(++n) }) }],
+        }
+      : {}),
+  });
+  return {
+    rps: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    errors: result.non2xx + result.errors + result.timeouts,
+  };
+}
+
+/** The body of the n-th /set request (the wrk script makes the same ones). */
+function setBody(n: number): string {
+  return JSON.stringify({ user_id: `u${n % 100000}`, spp: n });
 }
 
 async function alternate(
@@ -71,8 +110,11 @@ async function alternate(
   console.log(`  ratio     ${(median(s.map((r) => r.rps)) / median(b.map((r) => r.rps))).toFixed(2)}x`);
 }
 
-function spawnBare(): Promise<{ proc: ChildProcess; port: number }> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'scripts/lib/bare-json-server.ts'], {
+function spawnBare(
+  script = 'scripts/lib/bare-json-server.ts',
+  args: string[] = [],
+): Promise<{ proc: ChildProcess; port: number }> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   return new Promise((resolve) =>
@@ -138,7 +180,7 @@ async function main(): Promise<void> {
       }),
     });
     console.log(
-      `grades: ${ROUNDS} rounds × ${SECONDS}s, ${CONNECTIONS} connections (wrk), baseline and service alternate`,
+      `grades: ${ROUNDS} rounds × ${SECONDS}s, ${CONNECTIONS} connections (${USE_WRK ? 'wrk' : 'autocannon'}), baseline and service alternate`,
     );
     if (ONLY.has('get'))
       await alternate(
@@ -163,7 +205,7 @@ async function main(): Promise<void> {
     );
     if (ONLY.has('set'))
       await alternate(
-        'POST /set (replication on)',
+        'POST /set (replication on; answered once stored in the stream)',
         () => wrk(`http://127.0.0.1:${bare.port}/set`, setScript),
         () => wrk(`http://127.0.0.1:${aPorts.gradesSetPort}/set`, setScript),
       );
@@ -262,6 +304,32 @@ async function main(): Promise<void> {
       );
     }
 
+    if (ONLY.has('outbox')) {
+      // A replica whose NATS is cut (through a fault proxy) and that keeps writes in its outbox log.
+      const target = new URL(NATS_URL);
+      const proxy = new TcpFaultProxy({ host: target.hostname, port: Number(target.port || 4222) });
+      await proxy.start();
+      const o = startService(
+        env('o', { NATS_URL: `nats://127.0.0.1:${proxy.port}`, GRADES_OUTBOX_DIR: join(dir, 'outbox-o') }),
+      );
+      services.push(o);
+      const oPorts = (await o.ready) as { gradesSetPort: number; gradesGetPort: number };
+      await waitReady(oPorts.gradesGetPort);
+      await proxy.setMode('refuse');
+      const fsyncBare = await spawnBare('scripts/lib/bare-fsync-server.ts', [dir]);
+      try {
+        await alternate(
+          'POST /set during a NATS outage (outbox log, fdatasync with group commit; answered 202)',
+          () => wrk(`http://127.0.0.1:${fsyncBare.port}/set`, setScript),
+          () => wrk(`http://127.0.0.1:${oPorts.gradesSetPort}/set`, setScript),
+        );
+      } finally {
+        fsyncBare.proc.kill('SIGTERM');
+        await o.stop('SIGKILL');
+        await proxy.stop();
+      }
+    }
+
     if (ONLY.has('backup')) {
       // N records: publish them straight into the stream, as writes from another replica, and let a catch up.
       const t0 = Date.now();
@@ -269,16 +337,12 @@ async function main(): Promise<void> {
       for (let i = 0; i < RECORDS; i++) {
         const msg = {
           origin: 'bench/1',
-          n: i,
-          update: {
-            user_id: `big-${i}`,
-            postpaid_limit: i,
-            spp: i % 100,
-            shipping_fee: 300,
-            return_fee: 150,
-          },
+          n: i + 1,
+          updates: [
+            { user_id: `big-${i}`, postpaid_limit: i, spp: i % 100, shipping_fee: 300, return_fee: 150 },
+          ],
         };
-        window.push(js.publish(`${tag}.set`, JSON.stringify(msg)));
+        window.push(js.publish(`${tag}.set.bench`, encodeReplication(msg)));
         if (window.length >= 2000) await Promise.all(window.splice(0));
       }
       await Promise.all(window);
@@ -306,7 +370,7 @@ async function main(): Promise<void> {
           for (let i = from; i < RECORDS; i += 1000) {
             const lines: string[] = [];
             for (let j = i; j < Math.min(i + 1000, RECORDS); j++)
-              lines.push(`big-${j},${j},${j % 100},300,150,${j + 1},${j + 1},${j + 1},${j + 1},,\n`);
+              lines.push(`big-${j},${j},${j % 100},300,150,${j + 1},${j + 1},${j + 1},${j + 1},,,\n`);
             if (!gz.write(lines.join(''))) {
               gz.once('drain', () => writeChunk(i + 1000));
               return;

@@ -222,6 +222,12 @@ const envSchema = z
       z.coerce.number().int().min(1).max(10_000).default(256),
     ),
     GRADES_JOIN_ATTEMPTS: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(1).max(100).default(5)),
+    GRADES_OUTBOX_DIR: z.preprocess(unsetIfEmpty, z.string().min(1).optional()),
+    GRADES_RESTORE_FROM: z.preprocess(unsetIfEmpty, z.string().min(1).optional()),
+    GRADES_WRITE_TIMEOUT_MS: z.preprocess(
+      unsetIfEmpty,
+      z.coerce.number().int().min(100).max(600_000).default(10_000),
+    ),
   })
   .superRefine((env, ctx) => {
     if (env.TOKEN_DEFAULT_TTL_S > env.TOKEN_MAX_TTL_S) {
@@ -440,6 +446,9 @@ function toConfig(e: z.output<typeof envSchema>) {
       maxBodyBytes: e.GRADES_MAX_BODY_BYTES,
       publishWindow: e.GRADES_PUBLISH_WINDOW,
       joinAttempts: e.GRADES_JOIN_ATTEMPTS,
+      outboxDir: e.GRADES_OUTBOX_DIR,
+      restoreFrom: e.GRADES_RESTORE_FROM,
+      writeTimeoutMs: e.GRADES_WRITE_TIMEOUT_MS,
     },
   };
 }

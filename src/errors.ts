@@ -23,7 +23,14 @@ export type ServiceErrorCode =
   | 'PROVIDER_UNAVAILABLE'
   | 'UNKNOWN_KEY'
   | 'UNUSABLE_KEY'
-  | 'PROOF_FAILED';
+  | 'PROOF_FAILED'
+  | 'UNAVAILABLE'
+  | 'UNCONFIRMED'
+  | 'BACKUP_REFUSED'
+  | 'PEER_UNREACHABLE'
+  | 'MALFORMED_MESSAGE'
+  | 'MESSAGE_UNAUTHENTICATED'
+  | 'OUTBOX_UNREADABLE';
 
 /**
  * The error codes of RFC 6749 §5.2 and RFC 8693 §2.2.2 the token endpoint answers with, spelled as the RFCs
@@ -40,14 +47,19 @@ export type OAuthErrorCode =
   | 'temporarily_unavailable'
   | 'server_error';
 
-/** Base class: a stable string `code`, `name` taken from the concrete class, `cause` kept. */
+/**
+ * Base class: a stable string `code`, `name` taken from the concrete class, `cause` kept, and for a temporary
+ * condition the seconds a client should wait before retrying (`Retry-After`), when known.
+ */
 export class AppError extends Error {
   readonly code: ErrorCode;
+  readonly retryAfterS: number | undefined;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; retryAfterS?: number }) {
     super(message, options);
     this.code = code;
     this.name = new.target.name;
+    this.retryAfterS = options?.retryAfterS;
   }
 }
 
@@ -125,11 +137,15 @@ export class UnauthorizedError extends AppError {
 
 /** The capability cannot serve yet (joining, catching up); the client should retry after `retryAfterS`. */
 export class NotReadyError extends AppError {
-  readonly retryAfterS: number;
-
   constructor(message: string, retryAfterS = 1) {
-    super('NOT_READY', message);
-    this.retryAfterS = retryAfterS;
+    super('NOT_READY', message, { retryAfterS });
+  }
+}
+
+/** A dependency this operation needs (NATS, a worker pool) is not reachable or not running now; retry later. */
+export class UnavailableError extends AppError {
+  constructor(message: string, options?: { cause?: unknown; retryAfterS?: number }) {
+    super('UNAVAILABLE', message, options);
   }
 }
 

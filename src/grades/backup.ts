@@ -1,20 +1,23 @@
+import { BackupRefusedError } from './errors.js';
 import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
-import type { GradesActor } from './grades-actor.js';
 import { FIELDS } from './model.js';
 import type { BackupRow } from './store.js';
 
 /**
- * The backup's columns (G7). Every row carries the four values and the stream sequence of each; the first row
- * after the header is a metadata row (empty `user_id`) with `generated_at` and `stream_sequence`, the position a
- * joiner replays from. A plain CSV with a constant column count, readable by any CSV tool after gunzip.
+ * The backup's columns (G7). Every row carries the four values `/get` serves and the stream sequence of each
+ * (0: set by no stream message, the lowest precedence for a joiner); the first row after the header is a
+ * metadata row (empty `user_id`) with `stream_created` (the stream's creation time: which incarnation of the
+ * stream the sequences belong to; empty on a replica without a stream), `generated_at` and `stream_sequence`,
+ * the position a joiner replays from. A plain CSV with a constant column count, readable by any CSV tool.
  */
 export const BACKUP_COLUMNS = [
   'user_id',
   ...FIELDS,
   ...FIELDS.map((f) => `${f}_seq`),
+  'stream_created',
   'generated_at',
   'stream_sequence',
 ] as const;
@@ -22,8 +25,20 @@ export const BACKUP_COLUMNS = [
 /** A backup being served: where it stands in the stream, when it was made, and its gzip stream. */
 export interface BackupStream {
   readonly position: number;
+  readonly streamCreated: string;
   readonly generatedAt: Date;
   readonly body: Readable;
+}
+
+/**
+ * Where a backup's rows come from: a cursor opened, read in chunks and closed through the Grades actor's
+ * mailbox (so the rows are read between writes, never while one is half-applied).
+ */
+export interface BackupSource {
+  open(): Promise<{ id: number; position: number; streamCreated: string }>;
+  /** Up to `max` CSV lines; '' once every row was read. */
+  next(id: number, max: number): Promise<string>;
+  close(id: number): void;
 }
 
 /**
@@ -32,27 +47,28 @@ export interface BackupStream {
  * back-pressure paces the pulls. Rows written while the backup runs may or may not be in it; either way a joiner
  * that replays the stream from `position` ends up right, because every value carries its sequence.
  */
-export async function openBackup(actor: GradesActor, chunkRows = 1000): Promise<BackupStream> {
-  const { id, position } = await actor.ask({ type: 'backupOpen' });
+export async function openBackup(source: BackupSource, chunkRows = 1000): Promise<BackupStream> {
+  const { id, position, streamCreated } = await source.open();
   const generatedAt = new Date();
   async function* lines(): AsyncGenerator<string> {
     try {
       const meta = BACKUP_COLUMNS.map(() => '');
+      meta[meta.length - 3] = streamCreated;
       meta[meta.length - 2] = generatedAt.toISOString();
       meta[meta.length - 1] = String(position);
       yield `${BACKUP_COLUMNS.join(',')}\n${meta.join(',')}\n`;
       for (;;) {
-        const text = await actor.ask({ type: 'backupNext', id, max: chunkRows });
+        const text = await source.next(id, chunkRows);
         if (text === '') return;
         yield text;
       }
     } finally {
-      actor.tell({ type: 'backupClose', id });
+      source.close(id);
     }
   }
   const gzip = createGzip();
   pipeline(Readable.from(lines()), gzip).catch((err: unknown) => gzip.destroy(err as Error));
-  return { position, generatedAt, body: gzip };
+  return { position, streamCreated, generatedAt, body: gzip };
 }
 
 /** Splits one CSV line into fields (RFC 4180 quoting; no line breaks inside fields, as user ids have none). */
@@ -65,7 +81,7 @@ export function parseCsvLine(line: string): string[] {
       i++;
       for (;;) {
         const quote = line.indexOf('"', i);
-        if (quote < 0) throw new Error('unterminated quoted field');
+        if (quote < 0) throw new BackupRefusedError('unterminated quoted field');
         value += line.slice(i, quote);
         if (line[quote + 1] === '"') {
           value += '"';
@@ -76,7 +92,7 @@ export function parseCsvLine(line: string): string[] {
         }
       }
       fields.push(value);
-      if (i < line.length && line[i] !== ',') throw new Error('text after a quoted field');
+      if (i < line.length && line[i] !== ',') throw new BackupRefusedError('text after a quoted field');
       i++;
     } else {
       const comma = line.indexOf(',', i);
@@ -92,6 +108,8 @@ export function parseCsvLine(line: string): string[] {
 export interface BackupHeader {
   readonly position: number;
   readonly generatedAt: string;
+  /** The stream incarnation the sequences belong to; '' when made without a stream. */
+  readonly streamCreated: string;
 }
 
 /**
@@ -116,24 +134,29 @@ export async function readBackup(
     for await (const line of lines) {
       lineNo++;
       if (lineNo === 1) {
-        if (line !== BACKUP_COLUMNS.join(',')) throw new Error('not a grades backup (unexpected header)');
+        if (line !== BACKUP_COLUMNS.join(','))
+          throw new BackupRefusedError('not a grades backup (unexpected header)');
         continue;
       }
       const fields = parseCsvLine(line);
       if (fields.length !== width)
-        throw new Error(`line ${lineNo}: expected ${width} fields, got ${fields.length}`);
+        throw new BackupRefusedError(`line ${lineNo}: expected ${width} fields, got ${fields.length}`);
       if (lineNo === 2) {
         const position = Number(fields[width - 1]);
         if (fields[0] !== '' || !Number.isSafeInteger(position) || position < 0) {
-          throw new Error('backup metadata row is missing or malformed');
+          throw new BackupRefusedError('backup metadata row is missing or malformed');
         }
-        header = { position, generatedAt: fields[width - 2] ?? '' };
+        header = { position, generatedAt: fields[width - 2] ?? '', streamCreated: fields[width - 3] ?? '' };
         await onHeader(header);
         continue;
       }
       const numbers = fields.slice(1, 1 + 2 * FIELDS.length).map(Number);
-      if (!fields[0] || numbers.some((n) => !Number.isSafeInteger(n)))
-        throw new Error(`line ${lineNo}: malformed row`);
+      if (
+        !fields[0] ||
+        numbers.some((n) => !Number.isSafeInteger(n)) ||
+        numbers.slice(FIELDS.length).some((n) => n < 0)
+      )
+        throw new BackupRefusedError(`line ${lineNo}: malformed row`);
       batch.push({
         user_id: fields[0],
         values: numbers.slice(0, FIELDS.length),
@@ -149,7 +172,7 @@ export async function readBackup(
     lines.close();
     input.destroy();
   }
-  if (!header) throw new Error('backup is empty');
+  if (!header) throw new BackupRefusedError('backup is empty');
   if (batch.length > 0) await onRows(batch);
   return { header, rows: count };
 }

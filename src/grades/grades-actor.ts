@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { Actor } from '../actor/actor.js';
+import { BACKUP_COLUMNS, type BackupSource } from './backup.js';
 import type { GradeUpdate, ReplicationMessage, UserGrade } from './model.js';
 import { GradeStore, type BackupRow } from './store.js';
 
@@ -8,72 +9,90 @@ export function csvField(value: string): string {
   return /[",\r\n]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
 }
 
+/** The empty metadata columns that end every record line of a backup. */
+const ROW_TAIL = ','.repeat(BACKUP_COLUMNS.length - 9);
+
+/** One of this replica's writes the stream stored; `provisional` when it was shown before (a logged write). */
+export interface StoredWrite {
+  readonly n: number;
+  readonly update: GradeUpdate;
+  readonly provisional: boolean;
+}
+
 /** The Grades actor's messages. */
 export type GradesMessage =
-  | { readonly type: 'set'; readonly update: GradeUpdate }
-  | { readonly type: 'get'; readonly userId: string }
-  | { readonly type: 'stream'; readonly seq: number; readonly msg: ReplicationMessage }
-  | { readonly type: 'confirm'; readonly n: number; readonly seq: number }
+  /** A write of a replica without a stream (standalone). */
+  | { readonly type: 'unreplicated'; readonly update: GradeUpdate }
+  /** This replica's write `n`, accepted while the stream is unreachable: provisional until confirmed. */
+  | { readonly type: 'local'; readonly n: number; readonly update: GradeUpdate }
+  /**
+   * The stream stored these writes of this replica, in this order, in one message at `seq`: provisional ones
+   * are confirmed, the others applied (the reply holds the record after each, undefined for provisional ones).
+   */
+  | { readonly type: 'stored'; readonly seq: number; readonly writes: readonly StoredWrite[] }
+  /** The message at `seq` from the consumer; `own` when this replica's origin wrote it. */
+  | { readonly type: 'stream'; readonly seq: number; readonly msg: ReplicationMessage; readonly own: boolean }
+  /** A malformed message at `seq`: nothing to apply, but the position moves past it. */
+  | { readonly type: 'skip'; readonly seq: number }
   | { readonly type: 'load'; readonly rows: readonly BackupRow[] }
-  | { readonly type: 'restart'; readonly position: number }
+  /** Empties the store: the data will reflect the stream up to `position` of the stream made at `streamCreated`. */
+  | { readonly type: 'restart'; readonly position: number; readonly streamCreated: string }
   | { readonly type: 'backupOpen' }
   | { readonly type: 'backupNext'; readonly id: number; readonly max: number }
   | { readonly type: 'backupClose'; readonly id: number };
 
 /** The reply to each message type. */
 export interface GradesReplies {
-  set: UserGrade;
-  get: UserGrade | undefined;
+  unreplicated: UserGrade;
+  local: UserGrade;
+  stored: (UserGrade | undefined)[];
   stream: void;
-  confirm: void;
+  skip: void;
   load: void;
   restart: void;
-  backupOpen: { id: number; position: number };
+  backupOpen: { id: number; position: number; streamCreated: string };
   /** CSV lines, '' once the backup has every row. */
   backupNext: string;
   backupClose: void;
 }
 
-/** Settings of {@link GradesActor}. */
-export interface GradesActorOptions {
-  /** Names this process in the messages it publishes; its own messages come back and only confirm writes. */
-  readonly origin: string;
-  /** Hands a local write to replication (the outbox); absent when the replica runs without NATS. */
-  readonly publish?: (msg: ReplicationMessage) => void;
-  readonly log: Logger;
+/** What the actor holds, for readiness and metrics. */
+export interface GradesActorState {
+  /** The highest stream sequence applied: every message up to it is reflected. */
+  readonly position: number;
+  readonly records: number;
+  /** Provisional local writes the stream has not stored yet. */
+  readonly unconfirmed: number;
 }
 
 /**
- * Owns the grades in memory (G3) and the stream position they reflect. HTTP front ends, the replication
- * consumer, publish acknowledgements and backups all reach it through its mailbox, one message at a time, so a
- * backup iterates the records between writes without stopping them.
+ * Owns the grades in memory (G3) and the stream position they reflect. Local writes, the replication consumer,
+ * publish acknowledgements and backups all reach it through its mailbox, one message at a time, so a backup
+ * iterates the records between writes without stopping them. Reads are the one exception ({@link peek}).
  */
 export class GradesActor extends Actor<GradesMessage, GradesReplies> {
   readonly #store = new GradeStore();
-  readonly #o: GradesActorOptions;
   readonly #backups = new Map<number, Iterator<[string, Float64Array]>>();
-  #nextN = 1;
   #nextBackup = 1;
-  /** The highest stream sequence applied: every message up to it is reflected. */
   #position = 0;
+  #streamCreated = '';
 
-  constructor(options: GradesActorOptions) {
+  constructor(options: { readonly log: Logger }) {
     super('grades', options.log);
-    this.#o = options;
   }
 
   /**
-   * Reads a record without a message. Safe because every message of this actor is handled synchronously: between
-   * two messages the store is always consistent, and a synchronous read cannot observe a half-applied one. Only
-   * reads take this path; every change goes through the mailbox. It lets `GET /get` answer within the request
-   * event, which is what keeps reads close to a bare server's speed.
+   * Reads a record without a message. Safe because every message of this actor is handled synchronously on
+   * the thread that calls this: between two messages the store is always consistent, and a synchronous read
+   * cannot observe a half-applied one. Only reads take this path; every change goes through the mailbox. It
+   * lets `GET /get` answer within the request event, which keeps reads close to a bare server's speed.
    */
   peek(userId: string): UserGrade | undefined {
     return this.#store.get(userId);
   }
 
-  /** Stream position, record count and unconfirmed writes, for readiness and metrics. */
-  get state(): { position: number; records: number; unconfirmed: number } {
+  /** Stream position, record count and provisional writes. */
+  get state(): GradesActorState {
     return { position: this.#position, records: this.#store.size, unconfirmed: this.#store.unconfirmed };
   }
 
@@ -84,22 +103,23 @@ export class GradesActor extends Actor<GradesMessage, GradesReplies> {
 
   #handle(msg: GradesMessage): GradesReplies[GradesMessage['type']] {
     switch (msg.type) {
-      case 'set': {
-        const n = this.#nextN++;
-        const record = this.#store.applyLocal(msg.update, n);
-        this.#o.publish?.({ origin: this.#o.origin, n, update: msg.update });
-        return record;
-      }
-      case 'get':
-        return this.#store.get(msg.userId);
+      case 'unreplicated':
+        return this.#store.applyUnreplicated(msg.update);
+      case 'local':
+        return this.#store.applyLocal(msg.update, msg.n);
+      case 'stored':
+        return msg.writes.map((w) => {
+          if (!w.provisional) return this.#store.applyStored(w.update, msg.seq);
+          this.#store.confirm(w.n, msg.seq);
+          return undefined;
+        });
       case 'stream':
         if (msg.seq <= this.#position) return; // already reflected (a backup, or a redelivery)
-        if (msg.msg.origin === this.#o.origin) this.#store.confirm(msg.msg.n, msg.seq);
-        else this.#store.applyRemote(msg.msg.update, msg.seq);
+        this.#store.applyMessage(msg.msg.updates, msg.msg.n, msg.seq, msg.own);
         this.#position = msg.seq;
         return;
-      case 'confirm':
-        this.#store.confirm(msg.n, msg.seq);
+      case 'skip':
+        if (msg.seq > this.#position) this.#position = msg.seq;
         return;
       case 'load':
         for (const row of msg.rows) this.#store.load(row);
@@ -108,16 +128,17 @@ export class GradesActor extends Actor<GradesMessage, GradesReplies> {
         this.#store.clear();
         this.#backups.clear();
         this.#position = msg.position;
+        this.#streamCreated = msg.streamCreated;
         return;
       case 'backupOpen': {
         const id = this.#nextBackup++;
         this.#backups.set(id, this.#store.backupCursor());
-        return { id, position: this.#position };
+        return { id, position: this.#position, streamCreated: this.#streamCreated };
       }
       case 'backupNext': {
         const cursor = this.#backups.get(msg.id);
         if (!cursor) return '';
-        const text = GradeStore.csvLines(cursor, msg.max, csvField);
+        const text = this.#store.csvLines(cursor, msg.max, csvField, ROW_TAIL);
         if (text === '') this.#backups.delete(msg.id);
         return text;
       }
@@ -130,4 +151,13 @@ export class GradesActor extends Actor<GradesMessage, GradesReplies> {
       }
     }
   }
+}
+
+/** A backup's rows read from `actor` through its mailbox (see {@link BackupSource}). */
+export function backupSource(actor: GradesActor): BackupSource {
+  return {
+    open: () => actor.ask({ type: 'backupOpen' }),
+    next: (id, max) => actor.ask({ type: 'backupNext', id, max }),
+    close: (id) => actor.tell({ type: 'backupClose', id }),
+  };
 }

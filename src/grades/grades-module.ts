@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Capability, SharedPieces } from '../capability.js';
 import type { Config } from '../config.js';
-import { readGauge } from '../metrics.js';
+import { createGradesMetrics } from './grades-metrics.js';
 import { GradesReplica } from './grades-replica.js';
 import { BasicAuth, getRoutes, setRoutes } from './routes.js';
 
@@ -24,6 +24,7 @@ export function createGradesModule(config: GradesModuleConfig, shared: SharedPie
       'GRADES_PASSWORD is not set; generated one for this run',
     );
   }
+  const gradesMetrics = createGradesMetrics(metrics);
   const grades = new GradesReplica({
     replicaId: config.replicaId,
     ...(shared.nats ? { nats: shared.nats } : {}),
@@ -32,35 +33,18 @@ export function createGradesModule(config: GradesModuleConfig, shared: SharedPie
     peerAuthorization: BasicAuth.header(config.grades.user, password),
     publishWindow: config.grades.publishWindow,
     joinAttempts: config.grades.joinAttempts,
+    ...(config.grades.outboxDir ? { outboxDir: config.grades.outboxDir } : {}),
+    ...(config.grades.restoreFrom ? { restoreFrom: config.grades.restoreFrom } : {}),
+    writeTimeoutMs: config.grades.writeTimeoutMs,
+    metrics: gradesMetrics.sink,
+    ...(shared.clusterAuth ? { auth: shared.clusterAuth } : {}),
     log,
     onFatal: shared.onFatal,
   });
+  gradesMetrics.watch(grades);
 
-  readGauge(
-    metrics,
-    'grades_records',
-    'UserGrade records held by this replica.',
-    () => grades.actor.state.records,
-  );
-  readGauge(
-    metrics,
-    'grades_outbox',
-    'Local grade writes not yet acknowledged by the stream.',
-    () => grades.outboxSize,
-  );
-  readGauge(
-    metrics,
-    'grades_stream_position',
-    'Highest replication stream sequence applied by this replica.',
-    () => grades.actor.state.position,
-  );
-
-  const routes = {
-    actor: grades.actor,
-    auth: new BasicAuth(config.grades.user, password),
-    ready: () => grades.ready,
-    replicaId: config.replicaId,
-  };
+  // The routes see the replica only through its port (reads, writes, backups), never the actor behind it.
+  const routes = { grades, auth: new BasicAuth(config.grades.user, password), replicaId: config.replicaId };
   const ports = { set: 0, get: 0 };
   return {
     name: 'grades',
@@ -79,7 +63,7 @@ export function createGradesModule(config: GradesModuleConfig, shared: SharedPie
         port: config.grades.getPort,
         maxBodyBytes: 1024,
         routes: getRoutes(routes),
-        readiness: [{ name: 'grades', check: () => ({ ready: grades.ready, detail: grades.state }) }],
+        readiness: [{ name: 'grades', check: () => ({ ready: grades.ready, detail: grades.stats }) }],
         onListening: (port) => (ports.get = port),
       },
     ],

@@ -1,18 +1,27 @@
+import { createReadStream } from 'node:fs';
+import type { Readable } from 'node:stream';
 import { request } from 'undici';
 import type { Logger } from 'pino';
-import { describeError } from '../errors.js';
-import { readBackup } from './backup.js';
-import type { GradesActor } from './grades-actor.js';
-import type { StreamRange } from './replication.js';
+import { AppError, describeError } from '../errors.js';
+import { readBackup, type BackupHeader } from './backup.js';
+import { BackupRefusedError } from './errors.js';
+import type { StreamIdentity } from './replication.js';
+import type { BackupRow } from './store.js';
 
 /** The stream no longer holds the messages right after a backup's position: replaying from it would skip writes. */
-export class StaleBackupError extends Error {
-  constructor(peer: string, position: number, first: number) {
+export class StaleBackupError extends BackupRefusedError {
+  constructor(source: string, position: number, first: number) {
     super(
-      `backup of ${peer} is at ${position}, but the stream starts at ${first}: writes in between are gone`,
+      `backup of ${source} is at ${position}, but the stream starts at ${first}: writes in between are gone`,
     );
-    this.name = 'StaleBackupError';
   }
+}
+
+/** Where a backup is loaded into: the Grades actor, through its mailbox. */
+export interface JoinTarget {
+  /** Empties the store; the data will reflect the stream up to `position` of incarnation `streamCreated`. */
+  restart(position: number, streamCreated: string): Promise<void>;
+  load(rows: readonly BackupRow[]): Promise<void>;
 }
 
 /** Settings of {@link joinCluster}. */
@@ -20,9 +29,17 @@ export interface JoinOptions {
   /** Peers' get-port base URLs (`http://host:port`). Any of them will do: there is no master. */
   readonly peers: readonly string[];
   readonly authorization: string;
-  readonly actor: GradesActor;
-  /** The stream's current range, asked again before each try. */
-  readonly range: () => Promise<StreamRange>;
+  readonly target: JoinTarget;
+  /** The stream's current range and identity, asked again before each try. */
+  readonly stream: () => Promise<StreamIdentity>;
+  /** A backup (file path or URL) to load when no peer answers (`GRADES_RESTORE_FROM`). */
+  readonly restoreFrom?: string;
+  /**
+   * Whether, with no peer answering and nothing to restore from, the replica may rebuild from the stream
+   * alone. True at start (the first replica of a cluster); false when rejoining after a gap, where the stream
+   * is exactly what lacks the missing writes.
+   */
+  readonly streamFallback: boolean;
   readonly attempts: number;
   readonly retryMs: number;
   readonly timeoutMs: number;
@@ -37,10 +54,12 @@ export interface JoinResult {
 
 /**
  * G8: loads a backup from any live peer, in random order, and returns the sequence to consume from. A backup
- * older than what the stream still holds is refused loudly and a fresher one is tried. If no peer answers at
- * all, the replica rebuilds from the stream when the stream still holds everything; otherwise it starts empty
- * from what the stream holds and says so. If peers answer but none has a usable backup after every attempt, the
- * join fails (and the process with it) rather than serve data with writes missing.
+ * that would leave writes out is refused loudly and another one tried: older than what the stream still holds,
+ * from another incarnation of the stream, or with sequences beyond the stream's last (X4). If no peer answers at
+ * all, the backup named by `restoreFrom` is loaded under the same checks; without one, the replica rebuilds from
+ * the stream when allowed and the stream still holds everything, and otherwise starts from what the stream holds
+ * and says so loudly. If peers answer but none has a usable backup after every attempt, the join fails (and the
+ * process with it) rather than serve data with writes missing.
  */
 export async function joinCluster(o: JoinOptions): Promise<JoinResult> {
   let lastError: unknown;
@@ -58,18 +77,28 @@ export async function joinCluster(o: JoinOptions): Promise<JoinResult> {
           { peer, attempt, err: describeError(err) },
           'could not join from peer',
         );
-        await o.actor.ask({ type: 'restart', position: 0 });
+        await o.target.restart(0, '');
       }
     }
     if (!answered) break;
     await new Promise((r) => setTimeout(r, o.retryMs * attempt));
   }
   if (o.peers.length > 0 && lastError && !(lastError instanceof PeerUnreachableError)) {
-    throw new Error(
+    throw new BackupRefusedError(
       `no usable backup from any peer after ${o.attempts} attempts: ${describeError(lastError)}`,
     );
   }
-  const range = await o.range();
+  if (o.restoreFrom) {
+    const position = await loadFrom(o.restoreFrom, o);
+    return { startSeq: position + 1, source: o.restoreFrom };
+  }
+  const range = await o.stream();
+  if (!o.streamFallback) {
+    throw new BackupRefusedError(
+      'no peer answered with a backup and GRADES_RESTORE_FROM is not set: cannot rejoin',
+    );
+  }
+  await o.target.restart(0, range.created);
   if (range.first <= 1) {
     o.log.info({ last: range.last }, 'no peer answered; rebuilding from the whole stream');
     return { startSeq: 1, source: 'stream' };
@@ -81,45 +110,111 @@ export async function joinCluster(o: JoinOptions): Promise<JoinResult> {
   return { startSeq: range.first, source: 'partial-stream' };
 }
 
-class PeerUnreachableError extends Error {
+/**
+ * Refuses a backup a replica of this stream cannot replay from (X4): one from another incarnation of the stream,
+ * one whose position lies beyond the stream's last sequence (the stream lost messages it had), or one older than
+ * the oldest message the stream still holds.
+ */
+export function checkBackup(source: string, header: BackupHeader, stream: StreamIdentity): void {
+  if (header.streamCreated !== '' && header.streamCreated !== stream.created) {
+    throw new BackupRefusedError(
+      `backup of ${source} belongs to another incarnation of the stream (created ${header.streamCreated}, ` +
+        `the stream now was created ${stream.created}): its sequences mean nothing here`,
+    );
+  }
+  if (header.position > stream.last) {
+    throw new BackupRefusedError(
+      `backup of ${source} is at position ${header.position}, beyond the stream's last sequence ${stream.last}`,
+    );
+  }
+  if (stream.first > header.position + 1) throw new StaleBackupError(source, header.position, stream.first);
+}
+
+class PeerUnreachableError extends AppError {
   constructor(peer: string, options: { cause: unknown }) {
-    super(`peer ${peer} did not answer`, options);
-    this.name = 'PeerUnreachableError';
+    super('PEER_UNREACHABLE', `peer ${peer} did not answer`, options);
   }
 }
 
-async function loadFrom(peer: string, o: JoinOptions): Promise<number> {
-  const started = Date.now();
+/** A backup's bytes: a peer's `/backup` or any URL (with the peers' credentials), or a file. */
+async function open(
+  source: string,
+  o: Pick<JoinOptions, 'peers' | 'authorization' | 'timeoutMs'>,
+): Promise<Readable | AsyncIterable<Uint8Array>> {
+  if (!/^https?:\/\//i.test(source)) return createReadStream(source);
+  const peer = o.peers.includes(source);
   let response;
   try {
-    response = await request(`${peer.replace(/\/$/, '')}/backup`, {
+    response = await request(peer ? `${source.replace(/\/$/, '')}/backup` : source, {
       headers: { authorization: o.authorization },
       headersTimeout: o.timeoutMs,
       bodyTimeout: o.timeoutMs,
     });
   } catch (err) {
-    throw new PeerUnreachableError(peer, { cause: err });
+    if (peer) throw new PeerUnreachableError(source, { cause: err });
+    throw err;
   }
   if (response.statusCode !== 200) {
     await response.body.dump();
     // A peer that is itself still joining answers 503: as good as absent.
-    if (response.statusCode === 503) throw new PeerUnreachableError(peer, { cause: new Error('503') });
-    throw new Error(`peer ${peer} answered ${response.statusCode}`);
+    if (peer && response.statusCode === 503)
+      throw new PeerUnreachableError(source, { cause: new Error('503') });
+    throw new Error(`${source} answered ${response.statusCode}`);
   }
+  return response.body;
+}
+
+/** Loads a backup from `source` with every check; resolves with its position. */
+async function loadFrom(source: string, o: JoinOptions): Promise<number> {
+  const started = Date.now();
+  let stream: StreamIdentity | undefined;
   const { header, rows } = await readBackup(
-    response.body,
-    async ({ position }) => {
-      const range = await o.range();
-      if (range.first > position + 1) throw new StaleBackupError(peer, position, range.first);
-      await o.actor.ask({ type: 'restart', position });
+    await open(source, o),
+    async (h) => {
+      stream = await o.stream();
+      checkBackup(source, h, stream);
+      // Its own incarnation when it named none (a backup of a replica without a stream, at position 0).
+      await o.target.restart(h.position, stream.created);
     },
-    (batch) => o.actor.ask({ type: 'load', rows: batch }),
+    async (batch) => {
+      const last = stream?.last ?? 0;
+      if (batch.some((row) => row.seqs.some((s) => s > last))) {
+        throw new BackupRefusedError(
+          `backup of ${source} holds sequences beyond the stream's last (${last})`,
+        );
+      }
+      await o.target.load(batch);
+    },
   );
   o.log.info(
-    { peer, rows, position: header.position, generatedAt: header.generatedAt, ms: Date.now() - started },
+    {
+      peer: source,
+      rows,
+      position: header.position,
+      generatedAt: header.generatedAt,
+      ms: Date.now() - started,
+    },
     'backup loaded',
   );
   return header.position;
+}
+
+/**
+ * Loads a backup into a replica without a stream (standalone, `GRADES_RESTORE_FROM`): nothing to check it
+ * against, so every row is taken as it is.
+ */
+export async function restoreStandalone(
+  source: string,
+  target: JoinTarget,
+  authorization: string,
+  log: Logger,
+): Promise<void> {
+  const { header, rows } = await readBackup(
+    await open(source, { peers: [], authorization, timeoutMs: 30_000 }),
+    (h) => target.restart(h.position, h.streamCreated),
+    (batch) => target.load(batch),
+  );
+  log.info({ source, rows, generatedAt: header.generatedAt }, 'backup restored');
 }
 
 function shuffle<T>(items: readonly T[]): T[] {

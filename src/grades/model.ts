@@ -38,12 +38,16 @@ export const gradeUpdateSchema = z
   })
   .strict();
 
-/** A replication message on the stream (G6). `origin` names the writing process, `n` its write counter. */
+/**
+ * A replication message on the stream (G6): the writes `n`, `n + 1`, … of one origin, in the order that origin
+ * acknowledged them. `origin` names the writer (a process, or a data directory that outlives processes); a
+ * message carries several writes when they were published together (one stream sequence for all of them).
+ */
 export const replicationMessageSchema = z
   .object({
     origin: z.string().min(1).max(200),
-    n: z.number().int().nonnegative(),
-    update: gradeUpdateSchema,
+    n: z.number().int().positive(),
+    updates: z.array(gradeUpdateSchema).min(1).max(10_000),
   })
   .strict();
 

@@ -1,10 +1,15 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { BadRequestError, NotFoundError, UnsupportedMediaTypeError } from '../errors.js';
+import {
+  BadRequestError,
+  NotFoundError,
+  NotReadyError,
+  UnauthorizedError,
+  UnsupportedMediaTypeError,
+} from '../errors.js';
 import { parseBasic } from '../http/basic-auth.js';
 import type { HttpResponse, Route } from '../http/server.js';
-import { openBackup } from './backup.js';
-import type { GradesActor } from './grades-actor.js';
 import { gradeUpdateSchema } from './model.js';
+import type { GradesPort } from './port.js';
 
 /** HTTP Basic credentials compared as SHA-256 digests in constant time (G4). */
 export class BasicAuth {
@@ -34,22 +39,28 @@ function digest(value: string): Buffer {
   return createHash('sha256').update(value, 'utf8').digest();
 }
 
-const UNAUTHORIZED: HttpResponse = {
-  status: 401,
-  headers: { 'www-authenticate': 'Basic realm="grades", charset="UTF-8"' },
-  json: { error: 'unauthorized', message: 'valid credentials are required' },
-};
-const NOT_READY: HttpResponse = {
-  status: 503,
-  headers: { 'retry-after': '1' },
-  json: { error: 'not_ready', message: 'replica is still joining the cluster' },
-};
+/** The challenge of a request to `/set` or `/backup` without valid credentials. */
+const CHALLENGE = 'Basic realm="grades", charset="UTF-8"';
+
+/** Refuses a request without the grades credentials (401 with the challenge, through the one status table). */
+function authenticate(o: GradesRoutesOptions, authorization: string | undefined): void {
+  if (!o.auth.accepts(authorization)) throw new UnauthorizedError(CHALLENGE);
+}
+
+/** Refuses a request while the replica joins, catches up or rejoins (503 with `Retry-After`). */
+function requireReady(o: GradesRoutesOptions): void {
+  if (!o.grades.ready) throw new NotReadyError('replica is still joining the cluster');
+}
+
+/** The response header that carries the stream sequence a write was stored at (a 200 with replication). */
+export const STREAM_SEQUENCE_HEADER = 'x-stream-sequence';
+/** The response header of a 202: the write is kept locally and waits to be replicated. */
+export const REPLICATION_HEADER = 'x-replication';
 
 /** What the grades routes need. */
 export interface GradesRoutesOptions {
-  readonly actor: GradesActor;
+  readonly grades: GradesPort;
   readonly auth: BasicAuth;
-  readonly ready: () => boolean;
   readonly replicaId: string;
 }
 
@@ -59,9 +70,9 @@ export function setRoutes(o: GradesRoutesOptions): Route[] {
     {
       method: 'POST',
       path: '/set',
-      handler: async (req) => {
-        if (!o.auth.accepts(req.headers.authorization)) return UNAUTHORIZED;
-        if (!o.ready()) return NOT_READY;
+      handler: async (req): Promise<HttpResponse> => {
+        authenticate(o, req.headers.authorization);
+        requireReady(o);
         // No Content-Type is refused too: a browser may send such a body cross-site without a preflight.
         const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
         if (type !== 'application/json')
@@ -79,7 +90,25 @@ export function setRoutes(o: GradesRoutesOptions): Route[] {
           const where = issue?.path.join('.') || 'body';
           throw new BadRequestError(`${where}: ${issue?.message ?? 'invalid'}`);
         }
-        return { status: 200, json: await o.actor.ask({ type: 'set', update: parsed.data }) };
+        // A write that cannot be kept is refused with a coded error (503 `unavailable` or `unconfirmed`, with
+        // `Retry-After`), mapped by the one status table.
+        const outcome = await o.grades.set(parsed.data);
+        switch (outcome.status) {
+          case 'stored':
+            return {
+              status: 200,
+              headers: { [STREAM_SEQUENCE_HEADER]: String(outcome.seq) },
+              json: outcome.record,
+            };
+          case 'logged':
+            return { status: 202, headers: { [REPLICATION_HEADER]: 'pending' }, json: outcome.record };
+          case 'local':
+            return { status: 200, json: outcome.record };
+          default: {
+            const unknown: never = outcome;
+            throw new Error(`unknown outcome ${JSON.stringify(unknown)}`);
+          }
+        }
       },
     },
   ];
@@ -92,10 +121,10 @@ export function getRoutes(o: GradesRoutesOptions): Route[] {
       method: 'GET',
       path: '/get',
       handler: (req) => {
-        if (!o.ready()) return NOT_READY;
+        requireReady(o);
         const userId = req.query.get('user_id');
         if (!userId) throw new BadRequestError('user_id is required');
-        const record = o.actor.peek(userId);
+        const record = o.grades.get(userId);
         if (!record) throw new NotFoundError('no such user_id');
         return { status: 200, json: record };
       },
@@ -104,9 +133,9 @@ export function getRoutes(o: GradesRoutesOptions): Route[] {
       method: 'GET',
       path: '/backup',
       handler: async (req) => {
-        if (!o.auth.accepts(req.headers.authorization)) return UNAUTHORIZED;
-        if (!o.ready()) return NOT_READY;
-        const backup = await openBackup(o.actor);
+        authenticate(o, req.headers.authorization);
+        requireReady(o);
+        const backup = await o.grades.backup();
         const stamp = backup.generatedAt
           .toISOString()
           .replace(/[-:]/g, '')
@@ -116,7 +145,7 @@ export function getRoutes(o: GradesRoutesOptions): Route[] {
           headers: {
             'content-type': 'application/gzip',
             'content-disposition': `attachment; filename="grades-${o.replicaId}-${stamp}-seq${backup.position}.csv.gz"`,
-            'x-stream-sequence': String(backup.position),
+            [STREAM_SEQUENCE_HEADER]: String(backup.position),
             'x-generated-at': backup.generatedAt.toISOString(),
             'cache-control': 'no-store',
           },

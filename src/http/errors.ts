@@ -1,5 +1,5 @@
 import type { ErrorCode } from '../errors.js';
-import { isAppError, NotReadyError, UnauthorizedError } from '../errors.js';
+import { isAppError, UnauthorizedError } from '../errors.js';
 
 /** The one table from error codes to HTTP statuses, for both capabilities and the token endpoint's OAuth errors. */
 const STATUS: Record<ErrorCode, number> = {
@@ -19,6 +19,13 @@ const STATUS: Record<ErrorCode, number> = {
   UNKNOWN_KEY: 400,
   UNUSABLE_KEY: 400,
   PROOF_FAILED: 400,
+  UNAVAILABLE: 503,
+  UNCONFIRMED: 503,
+  BACKUP_REFUSED: 502,
+  PEER_UNREACHABLE: 502,
+  MALFORMED_MESSAGE: 400,
+  MESSAGE_UNAUTHENTICATED: 401,
+  OUTBOX_UNREADABLE: 500,
   CONFIG_INVALID: 500,
   invalid_request: 400,
   invalid_client: 401,
@@ -44,7 +51,7 @@ export interface ErrorBody {
 
 /**
  * Maps any thrown value to a status, headers and body. Only {@link AppError}s reveal their message; anything else
- * is an internal error whose details stay in the log. A credentials error carries its challenge, a not-ready one
+ * is an internal error whose details stay in the log. A credentials error carries its challenge, a temporary one
  * its `Retry-After`.
  */
 export function toErrorResponse(err: unknown): {
@@ -57,6 +64,6 @@ export function toErrorResponse(err: unknown): {
   }
   const headers: Record<string, string> = {};
   if (err instanceof UnauthorizedError) headers['www-authenticate'] = err.challenge;
-  if (err instanceof NotReadyError) headers['retry-after'] = String(err.retryAfterS);
+  if (err.retryAfterS !== undefined) headers['retry-after'] = String(err.retryAfterS);
   return { status: STATUS[err.code], headers, body: { error: err.code.toLowerCase(), message: err.message } };
 }

@@ -4,7 +4,7 @@ import type { QueuedIterator } from '@nats-io/nats-core';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { MessageAuth } from '../cluster/message-auth.js';
-import { describeError } from '../errors.js';
+import { describeError, UnavailableError } from '../errors.js';
 import type { KeyGate } from './key-admission.js';
 import type { KeyStore } from './key-store.js';
 import { parsePublicKey } from './public-key-schema.js';
@@ -112,7 +112,7 @@ export class NatsKeyAnnouncer implements KeyAnnouncer {
   /** Puts the key in the bucket; resolves on the JetStream acknowledgement. */
   async announce(key: PublicKey): Promise<void> {
     const kv = this.#kv;
-    if (!kv) throw new Error('key bucket is not open (NATS unreachable)');
+    if (!kv) throw new UnavailableError('key bucket is not open (NATS unreachable)');
     const text = JSON.stringify(key);
     const origin = this.#o.replicaId;
     const mac = this.#o.auth?.seal(this.#purpose, origin, text);

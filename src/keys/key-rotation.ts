@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { Actor } from '../actor/actor.js';
 import type { Clock } from '../clock.js';
-import { describeError } from '../errors.js';
+import { ConfigError, describeError } from '../errors.js';
 import type { KeyStore } from './key-store.js';
 import type { SigningAlg } from './public-key.js';
 import type { KeyAnnouncer } from './key-announcer.js';
@@ -107,7 +107,7 @@ export class KeyRotation extends Actor<KeyRotationMessage, KeyRotationReplies> {
     super('key-rotation', options.log);
     this.#delayMs = options.activationDelayMs ?? 0;
     if (this.#delayMs >= options.rotationIntervalMs) {
-      throw new Error('the activation delay must be shorter than the rotation interval');
+      throw new ConfigError('the activation delay must be shorter than the rotation interval');
     }
     this.#o = options;
     this.#lifetime = signingKeyLifetime(options);

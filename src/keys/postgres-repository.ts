@@ -1,6 +1,6 @@
 import type { Pool } from 'pg';
 import type { Clock } from '../clock.js';
-import { StorageDataError, StorageError } from '../errors.js';
+import { ConfigError, StorageDataError, StorageError } from '../errors.js';
 import type { PublicJwk, PublicKey, SigningAlg } from './public-key.js';
 import type { Pingable, PublicKeyRepository } from './repository.js';
 
@@ -80,7 +80,8 @@ export class PostgresPublicKeyRepository implements PublicKeyRepository, Pingabl
   #migrated: Promise<void> | undefined;
 
   constructor(options: PostgresRepositoryOptions) {
-    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(options.schema)) throw new Error(`bad schema name ${options.schema}`);
+    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(options.schema))
+      throw new ConfigError(`bad schema name ${options.schema}`);
     this.#pool = options.pool;
     this.#schema = options.schema;
     this.#clock = options.clock;

@@ -7,16 +7,14 @@ import { AppError, type OAuthErrorCode } from '../errors.js';
  */
 export class OAuthError extends AppError {
   declare readonly code: OAuthErrorCode;
-  /** For `temporarily_unavailable`: seconds the client should wait (`Retry-After`), when known. */
-  readonly retryAfterS: number | undefined;
 
   constructor(
     code: OAuthErrorCode,
     description: string,
+    /** `retryAfterS`: for `temporarily_unavailable`, seconds the client should wait, when known. */
     options?: { cause?: unknown; retryAfterS?: number },
   ) {
     super(code, description, options);
-    this.retryAfterS = options?.retryAfterS;
   }
 }
 export type { OAuthErrorCode } from '../errors.js';

@@ -12,11 +12,8 @@ import type { FetchJson } from './http-fetch.js';
  * client's; `retryAfterS`, when known, is how long until the provider is asked again.
  */
 export class ProviderUnavailableError extends AppError {
-  readonly retryAfterS: number | undefined;
-
   constructor(provider: string, options?: { cause?: unknown; retryAfterS?: number }) {
     super('PROVIDER_UNAVAILABLE', `identity provider ${provider} is unavailable`, options);
-    this.retryAfterS = options?.retryAfterS;
   }
 }
 

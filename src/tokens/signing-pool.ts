@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import { Piscina } from 'piscina';
-import { AppError } from '../errors.js';
+import { AppError, UnavailableError } from '../errors.js';
 import type { SigningAlg } from '../keys/public-key.js';
 import { encodedHeader } from './jws.js';
 import { signBatch } from './sign-batch.js';
@@ -134,7 +134,7 @@ export class SigningPool implements Signer {
   }
 
   #enqueue(key: QueueKey, payload: string | null, proof: Proofs | undefined): Promise<string> {
-    if (this.#closed) return Promise.reject(new Error('signing pool is closed'));
+    if (this.#closed) return Promise.reject(new UnavailableError('signing pool is closed'));
     return new Promise<string>((resolve, reject) => {
       let queue = this.#queues.get(key);
       if (!queue) this.#queues.set(key, (queue = []));

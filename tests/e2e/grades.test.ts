@@ -45,7 +45,9 @@ async function eventually(check: () => Promise<boolean>, ms: number, what: strin
   }
 }
 
-describe('grades (end to end, three replica processes)', () => {
+describe('grades (end to end, three replica processes)', function () {
+  // Three processes, a restart and an outage: minutes on a loaded machine, seconds on a quiet one.
+  this.timeout(120_000);
   const stream = uniqueName('GRADES_E2E');
   const nodes: Node[] = [];
   let proxy: TcpFaultProxy;
@@ -97,17 +99,21 @@ describe('grades (end to end, three replica processes)', () => {
     // Concurrent partial writes to all three.
     let writing = true;
     let accepted = 0;
-    const writers = nodes.map(async (node, i) => {
-      while (writing) {
-        if (node.service?.proc.exitCode !== null) {
-          await new Promise((r) => setTimeout(r, 20));
-          continue;
+    // Four writers per replica: a 200 now waits until the stream stored the write, so one sequential writer
+    // makes fewer writes per second than when replicas answered before storing.
+    const writers = nodes.flatMap((node, i) =>
+      Array.from({ length: 4 }, async () => {
+        while (writing) {
+          if (node.service?.proc.exitCode !== null) {
+            await new Promise((r) => setTimeout(r, 20));
+            continue;
+          }
+          const res = await set(node, randomUpdate()).catch(() => undefined);
+          if (res?.status === 200) accepted++;
+          if (i === 1) await new Promise((r) => setTimeout(r, 2));
         }
-        const res = await set(node, randomUpdate()).catch(() => undefined);
-        if (res?.status === 200) accepted++;
-        if (i === 1) await new Promise((r) => setTimeout(r, 2));
-      }
-    });
+      }),
+    );
     await new Promise((r) => setTimeout(r, 1000));
 
     // Restart r2 mid-load: it joins from a peer's backup while the others keep taking writes.

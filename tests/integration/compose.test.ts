@@ -64,6 +64,9 @@ describe('deployment files', () => {
     }
     expect(resolved.match(/GRADES_PASSWORD: /g)).to.have.length(3);
     expect(resolved.match(/CLUSTER_SECRET: /g)).to.have.length(3);
+    // Each replica keeps grades writes taken during a NATS outage on a volume of its own.
+    expect(resolved.match(/GRADES_OUTBOX_DIR: \/data\/grades-outbox/g)).to.have.length(3);
+    for (const n of [1, 2, 3]) expect(resolved).to.include(`grades-outbox-${n}:/data/grades-outbox`);
     expect(resolved).to.include('- -js');
   });
 

@@ -1,4 +1,7 @@
 import { expect } from 'chai';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { FIELDS, type GradeUpdate, type UserGrade } from '../../src/grades/model.js';
 import { GradesReplica } from '../../src/grades/grades-replica.js';
 import { silentLogger } from '../../src/log.js';
@@ -22,8 +25,8 @@ async function eventually(check: () => Promise<boolean> | boolean, ms: number, w
   }
 }
 
-async function records(replica: GradesReplica): Promise<(UserGrade | undefined)[]> {
-  return Promise.all(USERS.map((userId) => replica.actor.ask({ type: 'get', userId })));
+function records(replica: GradesReplica): (UserGrade | undefined)[] {
+  return USERS.map((userId) => replica.get(userId));
 }
 
 describe('grades replication through the real NATS', () => {
@@ -33,7 +36,7 @@ describe('grades replication through the real NATS', () => {
   const clients: NatsClient[] = [];
   const replicas: GradesReplica[] = [];
 
-  function replica(id: string, url: string): GradesReplica {
+  function replica(id: string, url: string, outboxDir?: string): GradesReplica {
     const nats = new NatsClient({ url, name: id, startWaitMs: 2000, retryMs: 200, log: silentLogger() });
     clients.push(nats);
     const r = new GradesReplica({
@@ -44,6 +47,7 @@ describe('grades replication through the real NATS', () => {
       peerAuthorization: 'Basic x',
       publishWindow: 64,
       joinAttempts: 1,
+      ...(outboxDir ? { outboxDir } : {}),
       log: silentLogger(),
       onFatal: (err) => {
         throw err;
@@ -53,7 +57,9 @@ describe('grades replication through the real NATS', () => {
     return r;
   }
 
+  let dir: string;
   before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'grades-it-'));
     const target = new URL(TEST_NATS_URL);
     proxy = new TcpFaultProxy({ host: target.hostname, port: Number(target.port || 4222) });
     await proxy.start();
@@ -63,38 +69,42 @@ describe('grades replication through the real NATS', () => {
     for (const c of clients) await c.stop();
     await proxy.stop();
     await deleteStreams(stream);
+    await rm(dir, { recursive: true, force: true });
   });
 
   it('two replicas under concurrent partial writes converge, also across a NATS outage of one of them', async () => {
-    const a = replica('a', `nats://127.0.0.1:${proxy.port}`);
+    const a = replica('a', `nats://127.0.0.1:${proxy.port}`, join(dir, 'a'));
     const b = replica('b', TEST_NATS_URL);
     for (const c of clients) await c.start();
     await a.start();
     await b.start();
     await eventually(() => a.ready && b.ready, 5000, 'both replicas ready');
 
-    const write = (r: GradesReplica) => r.actor.ask({ type: 'set', update: randomUpdate() });
+    const write = (r: GradesReplica) => r.set(randomUpdate());
     await Promise.all(Array.from({ length: 300 }, (_, i) => write(i % 2 === 0 ? a : b)));
 
-    // NATS becomes unreachable for replica a: its writes are still accepted and wait in its outbox.
+    // NATS becomes unreachable for replica a: its writes are still accepted (its outbox log keeps them) and
+    // wait in its outbox.
     await proxy.setMode('refuse');
-    const local = await a.actor.ask({ type: 'set', update: { user_id: 'user-0', spp: 424242 } });
-    expect(local.spp).to.equal(424242);
+    const local = await a.set({ user_id: 'user-0', spp: 424242 });
+    expect(local.status).to.equal('logged');
+    expect(local.record.spp).to.equal(424242);
+    expect(a.get('user-0')?.spp).to.equal(424242);
     await Promise.all(Array.from({ length: 200 }, (_, i) => write(i % 2 === 0 ? a : b)));
-    await eventually(() => a.outboxSize > 0, 3000, 'writes held in the outbox');
+    await eventually(() => a.stats.outbox > 0, 3000, 'writes held in the outbox');
     await proxy.setMode('pass');
 
-    await eventually(() => a.outboxSize === 0 && b.outboxSize === 0, 15_000, 'outboxes drained');
+    await eventually(() => a.stats.outbox === 0 && b.stats.outbox === 0, 15_000, 'outboxes drained');
     await eventually(
-      async () => JSON.stringify(await records(a)) === JSON.stringify(await records(b)),
+      () => JSON.stringify(records(a)) === JSON.stringify(records(b)),
       10_000,
       'identical records',
     ).catch((err: Error) => {
-      throw new Error(`${err.message}; a=${JSON.stringify(a.state)} b=${JSON.stringify(b.state)}`);
+      throw new Error(`${err.message}; a=${JSON.stringify(a.stats)} b=${JSON.stringify(b.stats)}`);
     });
-    expect(a.actor.state.unconfirmed).to.equal(0);
-    expect(b.actor.state.unconfirmed).to.equal(0);
-    const all = await records(a);
+    expect(a.stats.unconfirmed).to.equal(0);
+    expect(b.stats.unconfirmed).to.equal(0);
+    const all = records(a);
     expect(all.filter(Boolean).length).to.be.greaterThan(10);
   });
 
@@ -103,6 +113,6 @@ describe('grades replication through the real NATS', () => {
     await clients.at(-1)!.start();
     await c.start();
     await eventually(() => c.ready, 5000, 'replica c ready');
-    expect(JSON.stringify(await records(c))).to.equal(JSON.stringify(await records(replicas[1]!)));
+    expect(JSON.stringify(records(c))).to.equal(JSON.stringify(records(replicas[1]!)));
   });
 });

@@ -1,110 +1,298 @@
 import { expect } from 'chai';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import sinon from 'sinon';
-import type { ReplicationMessage } from '../../../src/grades/model.js';
-import { Outbox, type Publisher } from '../../../src/grades/replication.js';
+import { GradesUnavailableError, GradesWriteUnconfirmedError } from '../../../src/grades/errors.js';
+import type { GradeUpdate, UserGrade } from '../../../src/grades/model.js';
+import { Outbox, type StreamPort, type WriteReceipt } from '../../../src/grades/outbox.js';
+import { OutboxLog } from '../../../src/grades/outbox-log.js';
+import { decodeReplication } from '../../../src/grades/wire.js';
 import { silentLogger } from '../../../src/log.js';
 
-const msg = (n: number): ReplicationMessage => ({ origin: 'r1/x', n, update: { user_id: `u${n}`, spp: n } });
+const SUBJECT = 'grades.set.r1_x';
+const up = (i: number): GradeUpdate => ({ user_id: `u${i}`, spp: i });
 
-/** A fake JetStream: assigns sequences in publish order, or fails while `down`; remembers every message id. */
+/**
+ * A fake JetStream for one subject: stores in order and checks the expected last subject sequence as the
+ * server does. It can fail a publish before storing it (`down`), store it and lose the acknowledgement
+ * (`loseAck`), or hold acknowledgements until released (`hold`); it has no de-duplication window at all, so
+ * only the outbox's own look-up can prevent a duplicate.
+ */
 function fakeStream() {
-  let seq = 0;
-  const stored = new Map<string, number>();
-  const state = { down: false };
-  const publish = sinon.spy((_subject: string, _data: string, o: { msgID: string; timeout: number }) => {
-    if (state.down) return Promise.reject(new Error('no responders'));
-    // De-duplication by message id, as JetStream does within its window.
-    const known = stored.get(o.msgID);
-    if (known !== undefined) return Promise.resolve({ seq: known });
-    stored.set(o.msgID, ++seq);
-    return Promise.resolve({ seq });
-  });
-  const publisher: Publisher = { publish };
-  return { publisher, publish, state, stored };
+  const stored: { seq: number; data: Uint8Array }[] = [];
+  const state = { down: false, loseAck: 0, hold: false };
+  const held: (() => void)[] = [];
+  let seq = 100;
+  const publish = sinon.spy(
+    (
+      _subject: string,
+      data: Uint8Array,
+      o: { msgID: string; timeout: number; expectLastSubjectSeq: number },
+    ) => {
+      if (state.down) return Promise.reject(new Error('no responders'));
+      const last = stored.at(-1)?.seq ?? 0;
+      if (o.expectLastSubjectSeq !== last) return Promise.reject(new Error('wrong last sequence'));
+      const m = { seq: ++seq, data };
+      stored.push(m);
+      if (state.loseAck > 0) {
+        state.loseAck--;
+        return Promise.reject(new Error('timeout'));
+      }
+      if (state.hold)
+        return new Promise<{ seq: number }>((resolve) => held.push(() => resolve({ seq: m.seq })));
+      return Promise.resolve({ seq: m.seq });
+    },
+  );
+  const port: StreamPort = {
+    publish,
+    last: () => (state.down ? Promise.reject(new Error('no responders')) : Promise.resolve(stored.at(-1))),
+  };
+  /** Every write the stream holds, in stream order: [n, user]. */
+  const writes = () =>
+    stored.flatMap((m) => {
+      const msg = decodeReplication(m.data);
+      return msg.updates.map((u, i) => [msg.n + i, u.user_id] as const);
+    });
+  return { port, publish, state, stored, held, writes };
+}
+
+function record(update: GradeUpdate): UserGrade {
+  return { user_id: update.user_id, postpaid_limit: 0, spp: update.spp ?? 0, shipping_fee: 0, return_fee: 0 };
 }
 
 describe('grades outbox', () => {
   let timers: sinon.SinonFakeTimers;
+  let dir: string | undefined;
   beforeEach(() => {
-    timers = sinon.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    timers = sinon.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
   });
-  afterEach(() => timers.restore());
+  afterEach(async () => {
+    timers.restore();
+    if (dir) await rm(dir, { recursive: true, force: true });
+    dir = undefined;
+  });
 
   function outbox(
     stream: ReturnType<typeof fakeStream>,
-    onConfirm: (n: number, seq: number) => void,
-    connected = () => true,
+    o: { connected?: () => boolean; durable?: Awaited<ReturnType<typeof OutboxLog.open>> } = {},
   ) {
-    return new Outbox({
-      subject: 'grades.set',
-      publisher: () => (connected() ? stream.publisher : undefined),
-      onConfirm,
-      window: 3,
+    const events: string[] = [];
+    const box = new Outbox({
+      origin: 'r1/x',
+      subject: SUBJECT,
+      stream: () => ((o.connected?.() ?? true) ? stream.port : undefined),
+      ...(o.durable ? { durable: o.durable } : {}),
+      onLogged: (n, update) => {
+        events.push(`logged ${n}`);
+        return Promise.resolve(record(update));
+      },
+      onStored: (writes, seq) => {
+        for (const w of writes) events.push(`stored ${w.n}@${seq}${w.provisional ? ' (provisional)' : ''}`);
+        return Promise.resolve(writes.map((w) => record(w.update)));
+      },
+      maxBatch: 3,
       ackTimeoutMs: 1000,
       retryMs: 250,
+      writeTimeoutMs: 5000,
       log: silentLogger(),
     });
+    return { box, events };
   }
 
-  it('publishes writes in the order they were made, each with its origin and counter as message id, and confirms them', async () => {
+  async function started(stream: ReturnType<typeof fakeStream>, o: Parameters<typeof outbox>[1] = {}) {
+    const made = outbox(stream, o);
+    await made.box.recover(stream.port);
+    return made;
+  }
+
+  it('answers a write once the stream stored it, with its sequence; concurrent writes share a message, in order', async () => {
     const stream = fakeStream();
-    const confirmed: [number, number][] = [];
-    const box = outbox(stream, (n, seq) => confirmed.push([n, seq]));
-    for (let n = 1; n <= 7; n++) box.push(msg(n));
+    stream.state.hold = true;
+    const { box } = await started(stream);
+    const answers = [1, 2, 3, 4, 5, 6, 7].map((i) => box.submit(up(i)));
     await timers.tickAsync(0);
-    expect(stream.publish.args.map((a) => a[2].msgID)).to.deep.equal(
-      [1, 2, 3, 4, 5, 6, 7].map((n) => `r1/x:${n}`),
-    );
-    expect(JSON.parse(stream.publish.firstCall.args[1])).to.deep.equal(msg(1));
-    expect(confirmed).to.deep.equal([1, 2, 3, 4, 5, 6, 7].map((n) => [n, n]));
+    // One message in flight; the six writes that came meanwhile wait for it.
+    expect(stream.publish.callCount).to.equal(1);
+    stream.state.hold = false;
+    stream.held.shift()?.();
+    const receipts = await Promise.all(answers);
+    expect(receipts.map((r) => r.status)).to.deep.equal(Array(7).fill('stored'));
+    expect(receipts.map((r) => (r as { seq: number }).seq)).to.deep.equal([
+      101, 102, 102, 102, 103, 103, 103,
+    ]);
+    expect(stream.writes().map(([n]) => n)).to.deep.equal([1, 2, 3, 4, 5, 6, 7]);
+    // The message id names the writes a message carries: de-duplication can only answer for exactly those.
+    expect(stream.publish.args.map((a) => a[2].msgID)).to.deep.equal(['r1/x:1-1', 'r1/x:2-4', 'r1/x:5-7']);
+    expect(stream.publish.args.map((a) => a[2].expectLastSubjectSeq)).to.deep.equal([0, 101, 102]);
     expect(box.size).to.equal(0);
   });
 
-  it('keeps writes while NATS is unreachable and publishes them in order when it is back', async () => {
+  it('a message whose acknowledgement was lost is found by a look-up and never stored twice', async () => {
+    const stream = fakeStream();
+    const { box, events } = await started(stream);
+    stream.state.loseAck = 1;
+    const a = box.submit(up(1));
+    await timers.tickAsync(0);
+    expect(stream.stored).to.have.length(1);
+    const b = box.submit(up(2)); // refused: the last publish failed and there is no log
+    await timers.tickAsync(250);
+    expect((await a).status).to.equal('stored');
+    expect(await b.catch((e: unknown) => e)).to.be.instanceOf(GradesUnavailableError);
+    expect(stream.writes()).to.deep.equal([[1, 'u1']]);
+    expect(events).to.deep.equal(['stored 1@101']);
+  });
+
+  it('without a log, a write while NATS is unreachable is refused at once and nothing is published', async () => {
     const stream = fakeStream();
     let connected = false;
-    const confirmed: number[] = [];
-    const box = outbox(
-      stream,
-      (n) => confirmed.push(n),
-      () => connected,
-    );
-    for (let n = 1; n <= 5; n++) box.push(msg(n));
-    await timers.tickAsync(1000);
-    expect(stream.publish.called).to.be.false;
-    expect(box.size).to.equal(5);
+    const { box } = await started(stream, { connected: () => connected });
+    const err = await box.submit(up(1)).catch((e: unknown) => e);
+    expect(err).to.be.instanceOf(GradesUnavailableError);
     connected = true;
-    await timers.tickAsync(250);
-    expect(confirmed).to.deep.equal([1, 2, 3, 4, 5]);
-    expect([...stream.stored.entries()]).to.deep.equal([1, 2, 3, 4, 5].map((n) => [`r1/x:${n}`, n]));
-  });
-
-  it('after a failed publish, retries from the first unacknowledged write with the same ids, losing nothing', async () => {
-    const stream = fakeStream();
-    const confirmed: number[] = [];
-    const box = outbox(stream, (n) => confirmed.push(n));
-    stream.state.down = true;
-    for (let n = 1; n <= 4; n++) box.push(msg(n));
-    await timers.tickAsync(0);
-    expect(box.size).to.equal(4);
-    expect(confirmed).to.deep.equal([]);
-    stream.state.down = false;
-    await timers.tickAsync(250);
-    expect(confirmed).to.deep.equal([1, 2, 3, 4]);
-    const retried = stream.publish.args.slice(-4).map((a) => a[2].msgID);
-    expect(retried).to.deep.equal([1, 2, 3, 4].map((n) => `r1/x:${n}`));
-    expect(stream.stored.size).to.equal(4);
-  });
-
-  it('stop leaves what is queued in place', async () => {
-    const stream = fakeStream();
-    stream.state.down = true;
-    const box = outbox(stream, () => undefined);
-    box.push(msg(1));
-    await timers.tickAsync(0);
-    box.stop();
-    stream.state.down = false;
     await timers.tickAsync(1000);
-    expect(box.size).to.equal(1);
+    expect(stream.stored).to.have.length(0);
+    expect(box.size).to.equal(0);
+  });
+
+  it('without a log, a write that was sent but not confirmed in time is reported unconfirmed, and still lands in order', async () => {
+    const stream = fakeStream();
+    const { box } = await started(stream);
+    stream.state.down = true;
+    const a = box.submit(up(1)).catch((e: unknown) => e);
+    await timers.tickAsync(5000);
+    expect(await a).to.be.instanceOf(GradesWriteUnconfirmedError);
+    stream.state.down = false;
+    await timers.tickAsync(250);
+    expect(stream.writes()).to.deep.equal([[1, 'u1']]);
+    expect(box.size).to.equal(0);
+  });
+
+  describe('with an outbox log', () => {
+    // The log does real file I/O: fake timers must not starve it.
+    /** Waits (in real time: performance.now is not faked) for file I/O the fake clock cannot speed up. */
+    async function until(check: () => Promise<boolean>, ms = 10_000): Promise<void> {
+      const started = performance.now();
+      while (!(await check()) && performance.now() - started < ms) await new Promise((r) => setImmediate(r));
+      expect(await check()).to.equal(true);
+    }
+    async function settle(ms = 0): Promise<void> {
+      for (let i = 0; i < 20; i++) {
+        await timers.tickAsync(ms / 20);
+        await new Promise((r) => setImmediate(r));
+      }
+    }
+
+    it('an outage write is synced to the log and answered as logged; replayed in order when NATS is back; the log is then emptied', async () => {
+      dir = await mkdtemp(join(tmpdir(), 'outbox-'));
+      const durable = await OutboxLog.open(dir, () => 'r1/x');
+      const stream = fakeStream();
+      let connected = true;
+      const { box, events } = await started(stream, { connected: () => connected, durable });
+      const a = box.submit(up(1));
+      await settle();
+      expect((await a).status).to.equal('stored');
+      connected = false;
+      const logged: Promise<WriteReceipt>[] = [2, 3, 4, 5].map((i) => box.submit(up(i)));
+      await settle();
+      const receipts = await Promise.all(logged);
+      expect(receipts.map((r) => r.status)).to.deep.equal(['logged', 'logged', 'logged', 'logged']);
+      const text = await readFile(join(dir, 'outbox.jsonl'), 'utf8');
+      expect(
+        text
+          .trim()
+          .split('\n')
+          .map((l) => (JSON.parse(l) as { n: number }).n),
+      ).to.deep.equal([2, 3, 4, 5]);
+      connected = true;
+      stream.state.hold = true;
+      // A write while the logged ones drain is logged too (it would wait behind them otherwise).
+      const behind = box.submit(up(6));
+      await settle(1000);
+      expect((await behind).status).to.equal('logged');
+      stream.state.hold = false;
+      stream.held.shift()?.();
+      await settle(1000);
+      expect(stream.writes().map(([n]) => n)).to.deep.equal([1, 2, 3, 4, 5, 6]);
+      expect(events.filter((e) => e.startsWith('stored'))).to.deep.equal([
+        'stored 1@101',
+        'stored 2@102 (provisional)',
+        'stored 3@102 (provisional)',
+        'stored 4@102 (provisional)',
+        'stored 5@103 (provisional)',
+        'stored 6@103 (provisional)',
+      ]);
+      const logFile = join(dir, 'outbox.jsonl');
+      await until(async () => (await readFile(logFile, 'utf8')) === '{"next":7}\n');
+      await box.stop();
+    });
+
+    it('a write logged while NATS is disconnected (no publish failed yet) goes out once NATS is back, with no other write', async () => {
+      dir = await mkdtemp(join(tmpdir(), 'outbox-'));
+      const stream = fakeStream();
+      let connected = false;
+      const { box } = await started(stream, {
+        connected: () => connected,
+        durable: await OutboxLog.open(dir, () => 'r1/x'),
+      });
+      const answer = box.submit(up(1));
+      await settle();
+      expect((await answer).status).to.equal('logged');
+      connected = true;
+      await settle(1000);
+      expect(stream.writes()).to.deep.equal([[1, 'u1']]);
+      expect(box.size).to.equal(0);
+      await box.stop();
+    });
+
+    it('after a failed publish a retry never lands after a newer write nor twice, however long the outage', async () => {
+      dir = await mkdtemp(join(tmpdir(), 'outbox-'));
+      const stream = fakeStream();
+      const { box } = await started(stream, { durable: await OutboxLog.open(dir, () => 'r1/x') });
+      stream.state.loseAck = 1; // write 1 is stored, its acknowledgement lost
+      const first = box.submit(up(1));
+      await settle();
+      stream.state.down = true; // then the stream is unreachable for longer than any de-duplication window
+      const later = [2, 3].map((i) => box.submit(up(i)));
+      await settle(10 * 60_000);
+      expect((await first).status).to.equal('logged');
+      expect((await Promise.all(later)).map((r) => r.status)).to.deep.equal(['logged', 'logged']);
+      expect(stream.writes().map(([n]) => n)).to.deep.equal([1]);
+      stream.state.down = false;
+      await settle(1000);
+      expect(stream.writes().map(([n]) => n)).to.deep.equal([1, 2, 3]);
+      expect(box.size).to.equal(0);
+      await box.stop();
+    });
+
+    it('a publish failure with writes queued logs them all; a restart on the same directory keeps origin and order and skips what the stream already holds', async () => {
+      dir = await mkdtemp(join(tmpdir(), 'outbox-'));
+      const stream = fakeStream();
+      const first = await OutboxLog.open(dir, () => 'r1/x');
+      stream.state.loseAck = 1; // write 1 is stored, but the process will not know before it dies
+      const { box } = await started(stream, { durable: first });
+      const answers = [1, 2, 3, 4].map((i) => box.submit(up(i)));
+      await settle();
+      const receipts = await Promise.all(answers);
+      expect(receipts.map((r) => r.status)).to.deep.equal(['logged', 'logged', 'logged', 'logged']);
+      // The process dies here (SIGKILL): nothing more is published, the log stays as it is.
+      stream.state.down = true;
+      await box.stop();
+      stream.state.down = false;
+
+      const second = await OutboxLog.open(dir, () => 'another-origin');
+      expect(second.origin).to.equal('r1/x');
+      expect(second.writes.map((w) => w.n)).to.deep.equal([1, 2, 3, 4]);
+      const restarted = outbox(stream, { durable: second });
+      const pending = await restarted.box.recover(stream.port);
+      expect(pending.map((w) => w.n)).to.deep.equal([2, 3, 4]);
+      await settle(1000);
+      expect(stream.writes().map(([n]) => n)).to.deep.equal([1, 2, 3, 4]);
+      const next = restarted.box.submit(up(5));
+      await settle();
+      expect((await next).status).to.equal('stored');
+      expect(stream.writes().map(([n]) => n)).to.deep.equal([1, 2, 3, 4, 5]);
+      await restarted.box.stop();
+    });
   });
 });

@@ -49,16 +49,78 @@ describe('grade store – merge rule', () => {
     expect([...store.rows()]).to.deep.equal([{ user_id: 'u', values: [0, 2, 0, 0], seqs: [0, 11, 0, 0] }]);
   });
 
-  it('backup rows carry confirmed values only, and loading them merges by sequence', () => {
+  it('backup rows carry exactly what get serves (provisional values and empty records at sequence 0), and loading them merges by sequence', () => {
     const a = new GradeStore();
     a.applyRemote({ user_id: 'u', spp: 1, return_fee: 9 }, 3);
     a.applyLocal({ user_id: 'u', spp: 2 }, 1);
     a.applyLocal({ user_id: 'fresh', spp: 4 }, 2);
+    a.applyRemote({ user_id: 'empty' }, 4);
     const rows = [...a.rows()];
-    expect(rows).to.deep.equal([{ user_id: 'u', values: [0, 1, 0, 9], seqs: [0, 3, 0, 3] }]);
+    expect(rows).to.deep.equal([
+      { user_id: 'u', values: [0, 2, 0, 9], seqs: [0, 0, 0, 3] },
+      { user_id: 'fresh', values: [0, 4, 0, 0], seqs: [0, 0, 0, 0] },
+      { user_id: 'empty', values: [0, 0, 0, 0], seqs: [0, 0, 0, 0] },
+    ]);
+    for (const row of rows) {
+      expect(row.values).to.deep.equal([
+        a.get(row.user_id)?.postpaid_limit,
+        a.get(row.user_id)?.spp,
+        a.get(row.user_id)?.shipping_fee,
+        a.get(row.user_id)?.return_fee,
+      ]);
+    }
     const b = new GradeStore();
     b.applyRemote({ user_id: 'u', return_fee: 10 }, 4);
     for (const row of rows) b.load(row);
-    expect(b.get('u')).to.include({ spp: 1, return_fee: 10 });
+    expect(b.get('u')).to.include({ spp: 2, return_fee: 10 });
+    expect(b.get('empty')).to.deep.equal({
+      user_id: 'empty',
+      postpaid_limit: 0,
+      spp: 0,
+      shipping_fee: 0,
+      return_fee: 0,
+    });
+    // A provisional value has the lowest precedence: any stream message for the field wins.
+    b.applyRemote({ user_id: 'fresh', spp: 5 }, 1);
+    expect(b.get('fresh')?.spp).to.equal(5);
+  });
+
+  it('the writes of one stream message apply in order; applying the message again changes nothing', () => {
+    const store = new GradeStore();
+    const updates = [
+      { user_id: 'u', spp: 1, return_fee: 1 },
+      { user_id: 'u', spp: 2 },
+    ];
+    store.applyMessage(updates, 1, 7, false);
+    expect(store.get('u')).to.include({ spp: 2, return_fee: 1 });
+    store.applyStored({ user_id: 'u', spp: 1 }, 7);
+    store.applyStored({ user_id: 'u', spp: 2 }, 7);
+    store.applyMessage(updates, 1, 7, false);
+    expect(store.get('u')).to.include({ spp: 2, return_fee: 1 });
+    store.applyMessage([{ user_id: 'u', spp: 0 }], 3, 6, false);
+    expect(store.get('u')?.spp).to.equal(2);
+  });
+
+  it('an own message confirms provisional writes and applies the others (an earlier run of the same origin)', () => {
+    const store = new GradeStore();
+    store.applyLocal({ user_id: 'u', spp: 5 }, 3);
+    store.applyMessage(
+      [
+        { user_id: 'u', return_fee: 1 },
+        { user_id: 'u', spp: 5 },
+      ],
+      2,
+      9,
+      true,
+    );
+    expect(store.unconfirmed).to.equal(0);
+    expect([...store.rows()]).to.deep.equal([{ user_id: 'u', values: [0, 5, 0, 1], seqs: [0, 9, 0, 9] }]);
+  });
+
+  it('a standalone write replaces values and marks them as set by no stream message', () => {
+    const store = new GradeStore();
+    store.load({ user_id: 'u', values: [1, 2, 3, 4], seqs: [5, 5, 5, 5] });
+    store.applyUnreplicated({ user_id: 'u', spp: 9 });
+    expect([...store.rows()]).to.deep.equal([{ user_id: 'u', values: [1, 9, 3, 4], seqs: [5, 0, 5, 5] }]);
   });
 });

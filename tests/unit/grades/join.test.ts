@@ -1,0 +1,157 @@
+import { expect } from 'chai';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join as joinPath } from 'node:path';
+import { buffer } from 'node:stream/consumers';
+import sinon from 'sinon';
+import { openBackup, type BackupSource } from '../../../src/grades/backup.js';
+import { joinCluster, type JoinOptions } from '../../../src/grades/join.js';
+import type { StreamIdentity } from '../../../src/grades/replication.js';
+import type { BackupRow } from '../../../src/grades/store.js';
+import { silentLogger } from '../../../src/log.js';
+
+const CREATED = '2026-11-27T00:00:00Z';
+
+/** The csv.gz bytes of a backup at `position` of incarnation `created` holding `lines` (CSV record rows). */
+async function backupBytes(position: number, created: string, lines: string): Promise<Buffer> {
+  let served = false;
+  const source: BackupSource = {
+    open: () => Promise.resolve({ id: 1, position, streamCreated: created }),
+    next: () => Promise.resolve(served ? '' : ((served = true), lines)),
+    close: () => undefined,
+  };
+  return buffer((await openBackup(source)).body);
+}
+
+/** A peer's get port serving `/backup` with `bytes` (only to `authorization`). */
+async function peer(
+  bytes: Buffer,
+  authorization: string,
+): Promise<{ url: string; server: Server; hits: () => number }> {
+  let hits = 0;
+  const server = createServer((req, res) => {
+    hits++;
+    if (req.url !== '/backup' || req.headers.authorization !== authorization) {
+      res.writeHead(401).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/gzip' }).end(bytes);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, hits: () => hits };
+}
+
+/** A port nothing listens on: the peer is down. */
+async function deadUrl(): Promise<string> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((r) => server.close(r));
+  return `http://127.0.0.1:${port}`;
+}
+
+describe('grades join – from any peer, never a master (G8, G9, X4)', () => {
+  const AUTH = 'Basic Z3JhZGVzOnNlY3JldA==';
+  const servers: Server[] = [];
+  let dir: string;
+  let loaded: BackupRow[];
+  let restarts: [number, string][];
+  let stream: StreamIdentity;
+
+  before(async () => {
+    dir = await mkdtemp(joinPath(tmpdir(), 'join-test-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+  beforeEach(() => {
+    loaded = [];
+    restarts = [];
+    stream = { created: CREATED, first: 1, last: 10 };
+  });
+  afterEach(async () => {
+    for (const s of servers.splice(0)) await new Promise((r) => s.close(r));
+  });
+
+  const options = (over: Partial<JoinOptions>): JoinOptions => ({
+    peers: [],
+    authorization: AUTH,
+    target: {
+      restart: (position, created) => {
+        restarts.push([position, created]);
+        loaded = [];
+        return Promise.resolve();
+      },
+      load: (rows) => {
+        loaded.push(...rows);
+        return Promise.resolve();
+      },
+    },
+    stream: () => Promise.resolve(stream),
+    streamFallback: true,
+    attempts: 2,
+    retryMs: 1,
+    timeoutMs: 2000,
+    log: silentLogger(),
+    ...over,
+  });
+
+  const ROW = 'alice,1,2,3,4,5,6,7,8,,,\n';
+
+  it('joins from a live peer when another is down, and consumes from the backup position + 1', async () => {
+    const good = await peer(await backupBytes(7, CREATED, ROW), AUTH);
+    servers.push(good.server);
+    const result = await joinCluster(options({ peers: [await deadUrl(), good.url] }));
+    expect(result).to.deep.equal({ startSeq: 8, source: good.url });
+    expect(loaded.map((r) => r.user_id)).to.deep.equal(['alice']);
+    expect(loaded[0]?.values).to.deep.equal([1, 2, 3, 4]);
+    expect(loaded[0]?.seqs).to.deep.equal([5, 6, 7, 8]);
+  });
+
+  it('refuses a backup of another stream incarnation and one beyond the stream, and joins from the good one', async () => {
+    const foreign = await peer(await backupBytes(3, '2020-01-01T00:00:00Z', ROW), AUTH);
+    const beyond = await peer(await backupBytes(99, CREATED, ROW), AUTH);
+    const good = await peer(await backupBytes(4, CREATED, ROW), AUTH);
+    servers.push(foreign.server, beyond.server, good.server);
+    const result = await joinCluster(options({ peers: [foreign.url, beyond.url, good.url] }));
+    expect(result.source).to.equal(good.url);
+    expect(result.startSeq).to.equal(5);
+  });
+
+  it('peers that answer with stale backups only: fails loudly after every attempt, never serving a gap', async () => {
+    stream = { created: CREATED, first: 50, last: 60 };
+    const stale = await peer(await backupBytes(10, CREATED, ROW), AUTH);
+    servers.push(stale.server);
+    const err = await joinCluster(options({ peers: [stale.url], attempts: 3 })).catch((e: unknown) => e);
+    expect(err).to.be.instanceOf(Error);
+    expect((err as Error).message).to.match(/no usable backup from any peer after 3 attempts/);
+    expect(stale.hits()).to.equal(3);
+    // What a refused backup loaded is cleared every time (the store starts over).
+    expect(restarts).to.have.length(3);
+    expect(loaded).to.deep.equal([]);
+  });
+
+  it('no peer answers: loads GRADES_RESTORE_FROM under the same checks', async () => {
+    const file = joinPath(dir, 'restore.csv.gz');
+    await writeFile(file, await backupBytes(6, CREATED, ROW));
+    const result = await joinCluster(options({ peers: [await deadUrl()], restoreFrom: file }));
+    expect(result).to.deep.equal({ startSeq: 7, source: file });
+    expect(loaded.map((r) => r.user_id)).to.deep.equal(['alice']);
+  });
+
+  it('no peer and nothing to restore: rebuilds from a whole stream, starts from what a cut one holds, or refuses to rejoin', async () => {
+    const log = silentLogger();
+    const error = sinon.spy(log, 'error');
+    expect(await joinCluster(options({ peers: [await deadUrl()], log }))).to.deep.equal({
+      startSeq: 1,
+      source: 'stream',
+    });
+    stream = { created: CREATED, first: 5, last: 10 };
+    expect(await joinCluster(options({ log }))).to.deep.equal({ startSeq: 5, source: 'partial-stream' });
+    expect(error.calledWithMatch({ first: 5 }, sinon.match(/no longer holds everything/))).to.equal(true);
+    const refused = await joinCluster(options({ streamFallback: false })).catch((e: unknown) => e);
+    expect((refused as Error).message).to.match(/cannot rejoin/);
+  });
+});
