@@ -163,12 +163,22 @@ describe('fault-tolerant repository – pinned requirements', () => {
       for (const key of keys) f.pending.add(key);
       const result = await f.repo.flushPending();
       expect(f.pg.create.getCalls().map((c) => c.args[0].kid)).to.deep.equal(keys.map((k) => k.kid));
-      expect(result).to.deep.equal({ written: keys.map((k) => k.kid), dropped: [], remaining: 0 });
+      expect(result).to.deep.equal({
+        written: keys.map((k) => k.kid),
+        dropped: [],
+        rejected: [],
+        remaining: 0,
+      });
       expect(f.info.calledWithMatch({ written: keys.map((k) => k.kid) }, 'pending keys flushed')).to.be.true;
     });
 
     it('FT3: a failed round reports the error and what is left; nothing pending makes no Postgres call', async () => {
-      expect(await f.repo.flushPending()).to.deep.equal({ written: [], dropped: [], remaining: 0 });
+      expect(await f.repo.flushPending()).to.deep.equal({
+        written: [],
+        dropped: [],
+        rejected: [],
+        remaining: 0,
+      });
       expect(f.pg.totalCalls).to.equal(0);
       f.pending.add(makeKey({ expiresAt: T0 + HOUR }));
       f.pg.mode = 'down';
