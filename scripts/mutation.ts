@@ -35,6 +35,18 @@ const GROUPS: Record<string, Group> = {
       'tests/unit/keys/key-store.test.ts',
     ],
   },
+  'grades-store': {
+    mutate: ['src/grades/store.ts'],
+    tests: [
+      'tests/unit/grades/store.test.ts',
+      'tests/unit/grades/convergence.property.test.ts',
+      'tests/unit/grades/backup-equals-get.property.test.ts',
+    ],
+  },
+  'grades-outbox': {
+    mutate: ['src/grades/outbox.ts', 'src/actor/ordered-queue.ts'],
+    tests: ['tests/unit/grades/outbox.test.ts', 'tests/unit/actor/ordered-queue.test.ts'],
+  },
   'key-reads': {
     mutate: ['src/keys/public-key-reads.ts'],
     tests: ['tests/unit/keys/public-key-reads.test.ts', 'tests/unit/keys/public-key-reads.pins.test.ts'],
@@ -60,6 +72,9 @@ const GROUPS: Record<string, Group> = {
     tests: ['tests/unit/http/form.test.ts'],
   },
 };
+
+const MOCHA =
+  'node --import tsx node_modules/mocha/bin/mocha.js --no-config --extension ts --timeout 30000 --reporter dot';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -120,7 +135,8 @@ for (const name of chosen) {
   const group = GROUPS[name]!;
   const options: PartialStrykerOptions = {
     testRunner: 'command',
-    commandRunner: { command: `node_modules/.bin/mocha --reporter dot ${group.tests.join(' ')}` },
+    // mocha in this process (no `.mocharc.json`, whose node-option would make mocha spawn a second node).
+    commandRunner: { command: `${MOCHA} ${group.tests.join(' ')}` },
     checkers: ['typescript'],
     tsconfigFile: 'tsconfig.json',
     mutate: group.mutate,
