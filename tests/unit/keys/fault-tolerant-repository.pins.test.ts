@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import type { Logger } from 'pino';
+import { StorageError } from '../../../src/errors.js';
 import sinon from 'sinon';
 import type { Clock } from '../../../src/clock.js';
 import { FaultTolerantPublicKeyRepository } from '../../../src/keys/fault-tolerant-repository.js';
@@ -409,6 +410,63 @@ describe('fault-tolerant repository – pinned requirements', () => {
       await f.timers.tickAsync(TIMEOUT);
       expect(await loading).to.be.false;
       expect(failedErrors(f)).to.deep.equal([`TimeoutError: postgres list timed out after ${TIMEOUT} ms`]);
+    });
+  });
+
+  describe('FT3/FT9 set-aside keys and stuck writes', () => {
+    it('FT3: a key Postgres refuses for its data is set aside, logged, and forgotten once it expires', async () => {
+      const refused = makeKey({ expiresAt: T0 + 1000 });
+      f.pg.refusedKids.add(refused.kid);
+      f.pending.add(refused);
+      await f.repo.flushPending();
+      expect(f.repo.isSetAside(refused.kid)).to.be.true;
+      expect(f.pending.size).to.equal(0);
+      expect(
+        f.error.calledWithMatch(
+          { kid: refused.kid },
+          'postgres refused a public key for its data; set aside (it stays in memory and serves while valid)',
+        ),
+      ).to.be.true;
+      f.timers.tick(999);
+      await f.repo.deleteExpired();
+      expect(f.repo.isSetAside(refused.kid)).to.be.true;
+      f.timers.tick(1);
+      await f.repo.deleteExpired();
+      expect(f.repo.isSetAside(refused.kid)).to.be.false;
+    });
+
+    it('FT6: stuck writes are logged once per episode, and a round that leaves keys waiting keeps them stuck', async () => {
+      f.pg.mode = 'down';
+      await f.repo.create(makeKey({ expiresAt: T0 + HOUR }));
+      f.pg.mode = 'up';
+      f.pg.failWrites = new StorageError('permission denied for table public_keys');
+      expect(await f.repo.probe()).to.be.false;
+      expect(await f.repo.probe()).to.be.false;
+      const stuck = f.error
+        .getCalls()
+        .filter((c) => c.args[1] === 'postgres answers but refuses pending key writes');
+      expect(stuck).to.have.length(1);
+      expect(stuck[0]!.args[0]).to.deep.equal({
+        remaining: 1,
+        err: 'StorageError: permission denied for table public_keys',
+      });
+      await f.repo.flushPending();
+      expect(f.repo.writesStuck).to.be.true;
+    });
+
+    it('FT9: memory keeps the first entry of a kid; a second create does not replace it', async () => {
+      const first = makeKey({ expiresAt: T0 + HOUR });
+      await f.memory.create(first);
+      await f.memory.create({ ...first, expiresAt: T0 + 2 * HOUR });
+      expect(f.memory.getNow(first.kid)).to.equal(first);
+    });
+
+    it('FT3: removing one pending key leaves the others waiting, in order', () => {
+      const keys = [1, 2, 3].map(() => makeKey({ expiresAt: T0 + HOUR }));
+      for (const key of keys) f.pending.add(key);
+      f.pending.delete(keys[1]!.kid);
+      expect(f.pending.kids()).to.deep.equal([keys[0]!.kid, keys[2]!.kid]);
+      expect(f.pending.size).to.equal(2);
     });
   });
 });
