@@ -39,6 +39,7 @@ const GROUPS: Record<string, Group> = {
     mutate: ['src/grades/store.ts'],
     tests: [
       'tests/unit/grades/store.test.ts',
+      'tests/unit/grades/store.pins.test.ts',
       'tests/unit/grades/convergence.property.test.ts',
       'tests/unit/grades/backup-equals-get.property.test.ts',
     ],
