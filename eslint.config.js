@@ -3,7 +3,17 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', '.bench/', 'node_modules/', 'coverage/', '.stryker-tmp/', 'reports/', 'tests/support/reporter.cjs'] },
+  {
+    ignores: [
+      'dist/',
+      '.bench/',
+      'node_modules/',
+      'coverage/',
+      '.stryker-tmp/',
+      'reports/',
+      'tests/support/reporter.cjs',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
