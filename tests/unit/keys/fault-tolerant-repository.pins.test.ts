@@ -440,7 +440,10 @@ describe('fault-tolerant repository – pinned requirements', () => {
       await f.repo.create(makeKey({ expiresAt: T0 + HOUR }));
       f.pg.mode = 'up';
       f.pg.failWrites = new StorageError('permission denied for table public_keys');
+      const stuckLogs = () =>
+        f.error.getCalls().filter((c) => c.args[1] === 'postgres answers but refuses pending key writes');
       expect(await f.repo.probe()).to.be.false;
+      expect(stuckLogs()).to.have.length(1); // at the first probe that finds it
       expect(await f.repo.probe()).to.be.false;
       const stuck = f.error
         .getCalls()
@@ -467,6 +470,18 @@ describe('fault-tolerant repository – pinned requirements', () => {
       f.pending.delete(keys[1]!.kid);
       expect(f.pending.kids()).to.deep.equal([keys[0]!.kid, keys[2]!.kid]);
       expect(f.pending.size).to.equal(2);
+    });
+  });
+
+  describe('FT6 flush while unavailable', () => {
+    it('FT6: a flush round with nothing pending while Postgres is unavailable calls nothing (no reload)', async () => {
+      f.pg.mode = 'down';
+      await f.repo.get('x');
+      f.pg.mode = 'up';
+      const calls = f.pg.totalCalls;
+      await f.repo.flushPending();
+      expect(f.pg.totalCalls).to.equal(calls);
+      expect(f.repo.postgresAvailable).to.be.false;
     });
   });
 });
