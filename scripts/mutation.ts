@@ -46,7 +46,11 @@ const GROUPS: Record<string, Group> = {
   // The ordered-retry policy the grades outbox and the key store's pending writes share.
   ordering: {
     mutate: ['src/actor/ordered-queue.ts'],
-    tests: ['tests/unit/actor/ordered-queue.test.ts', 'tests/unit/grades/outbox.test.ts'],
+    tests: [
+      'tests/unit/actor/ordered-queue.test.ts',
+      'tests/unit/actor/ordered-queue.pins.test.ts',
+      'tests/unit/grades/outbox.test.ts',
+    ],
   },
   'grades-outbox': {
     mutate: ['src/grades/outbox.ts'],
