@@ -70,7 +70,7 @@ export async function openBackup(source: BackupSource, chunkRows = 1000): Promis
       let head = `${BACKUP_COLUMNS.join(',')}\n${meta.join(',')}\n`;
       for (const [origin, n] of marks) {
         const row = BACKUP_COLUMNS.map(() => '');
-        row[row.length - 3] = csvQuote(origin);
+        row[row.length - 3] = csvField(origin);
         row[row.length - 1] = String(n);
         head += `${row.join(',')}\n`;
       }
@@ -90,7 +90,7 @@ export async function openBackup(source: BackupSource, chunkRows = 1000): Promis
 }
 
 /** Quotes a CSV field when it needs it (RFC 4180). */
-function csvQuote(value: string): string {
+export function csvField(value: string): string {
   return /[",\r\n]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
 }
 

@@ -1,14 +1,12 @@
 import type { Logger } from 'pino';
 import { Actor } from '../actor/actor.js';
-import { BACKUP_COLUMNS, type BackupSource } from './backup.js';
+import { BACKUP_COLUMNS, csvField, type BackupSource } from './backup.js';
 import type { GradeUpdate, ReplicationMessage, UserGrade } from './model.js';
 import { GradeStore, type BackupRow } from './store.js';
 import { lastN } from './wire.js';
 
-/** Quotes a CSV field when it needs it (RFC 4180). */
-export function csvField(value: string): string {
-  return /[",\r\n]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
-}
+/** Quotes a CSV field when it needs it (RFC 4180); defined beside the backup's reader. */
+export { csvField };
 
 /** The empty metadata columns that end every record line of a backup. */
 const ROW_TAIL = ','.repeat(BACKUP_COLUMNS.length - 9);
