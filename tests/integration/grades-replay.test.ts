@@ -1,9 +1,11 @@
 import { expect } from 'chai';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
+import { pino, type Logger } from 'pino';
 import { MessageAuth } from '../../src/cluster/message-auth.js';
 import { GradesReplica } from '../../src/grades/grades-replica.js';
 import { MAC_HEADER } from '../../src/grades/wire.js';
@@ -13,6 +15,20 @@ import { deleteStreams, TEST_NATS_URL, uniqueName } from '../support/nats.js';
 
 const SECRET = 'grades-replay-test-secret-0123456789abcdef';
 const AUTH = 'Basic Z3JhZGVzOnJlcGxheQ==';
+
+/** A logger whose lines are kept, parsed. */
+function recordingLogger(): { log: Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString().split('\n')) {
+        if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
+      }
+      done();
+    },
+  });
+  return { log: pino({ level: 'info' }, sink), lines };
+}
 
 async function eventually(check: () => boolean, ms: number, what: string): Promise<void> {
   const deadline = Date.now() + ms;
@@ -31,7 +47,7 @@ describe('grades replay of a genuine sealed message, against the real NATS', () 
   const servers: Server[] = [];
   let direct: NatsConnection;
 
-  function replica(id: string, peers: string[] = []): GradesReplica {
+  function replica(id: string, peers: string[] = [], log: Logger = silentLogger()): GradesReplica {
     const nats = new NatsClient({
       url: TEST_NATS_URL,
       name: id,
@@ -55,7 +71,7 @@ describe('grades replay of a genuine sealed message, against the real NATS', () 
         rejoin: () => undefined,
         replayed: () => replayed.push(id),
       },
-      log: silentLogger(),
+      log,
       onFatal: (err) => {
         throw err;
       },
@@ -104,7 +120,8 @@ describe('grades replay of a genuine sealed message, against the real NATS', () 
   });
 
   it('a copy of an older write, MAC included, reverts nothing on any replica, a later joiner included', async () => {
-    const a = replica('replay-a');
+    const logged = recordingLogger();
+    const a = replica('replay-a', [], logged.log);
     const b = replica('replay-b');
     for (const c of clients) await c.start();
     for (const r of [a, b]) await r.start();
@@ -129,6 +146,11 @@ describe('grades replay of a genuine sealed message, against the real NATS', () 
       expect(r.ready).to.equal(true);
     }
     expect(replayed.sort()).to.deep.equal(['replay-a', 'replay-b']);
+    // Logged at warn with where it stands, never its payload.
+    const warned = logged.lines.filter((l) => /replayed replication message/.test(String(l.msg)));
+    expect(warned).to.have.length(1);
+    expect(warned[0]).to.include({ level: 40, seq: replaySeq, n: 1, lastN: 1, mark: 2 });
+    expect(JSON.stringify(warned[0])).to.not.contain('alice');
 
     // A third replica joins from a's backup (at or after the replay's position), then the first write is replayed
     // again: after the joiner's start position, so only the marks the backup carried can stop it there.
