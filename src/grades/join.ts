@@ -19,8 +19,11 @@ export class StaleBackupError extends BackupRefusedError {
 
 /** Where a backup is loaded into: the Grades actor, through its mailbox. */
 export interface JoinTarget {
-  /** Empties the store; the data will reflect the stream up to `position` of incarnation `streamCreated`. */
-  restart(position: number, streamCreated: string): Promise<void>;
+  /**
+   * Empties the store; the data will reflect the stream up to `position` of incarnation `streamCreated`, with
+   * each origin's last write counter applied up to there in `marks` (a backup's; none when rebuilding).
+   */
+  restart(position: number, streamCreated: string, marks?: ReadonlyMap<string, number>): Promise<void>;
   load(rows: readonly BackupRow[]): Promise<void>;
 }
 
@@ -174,7 +177,7 @@ async function loadFrom(source: string, o: JoinOptions): Promise<number> {
       stream = await o.stream();
       checkBackup(source, h, stream);
       // Its own incarnation when it named none (a backup of a replica without a stream, at position 0).
-      await o.target.restart(h.position, stream.created);
+      await o.target.restart(h.position, stream.created, h.marks);
     },
     async (batch) => {
       const last = stream?.last ?? 0;
@@ -211,7 +214,7 @@ export async function restoreStandalone(
 ): Promise<void> {
   const { header, rows } = await readBackup(
     await open(source, { peers: [], authorization, timeoutMs: 30_000 }),
-    (h) => target.restart(h.position, h.streamCreated),
+    (h) => target.restart(h.position, h.streamCreated, h.marks),
     (batch) => target.load(batch),
   );
   log.info({ source, rows, generatedAt: header.generatedAt }, 'backup restored');

@@ -253,9 +253,11 @@ describe('grades recovery through the real NATS: ordered retries, gaps, rejoin, 
     const rows = gunzipSync(await readFile(file))
       .toString()
       .split('\n');
-    const row = rows[2]!.split(',');
+    // The first record (mark rows, with an empty user_id, come before the records).
+    const at = rows.findIndex((line, i) => i > 1 && !line.startsWith(','));
+    const row = rows[at]!.split(',');
     row[5] = '999999';
-    rows[2] = row.join(',');
+    rows[at] = row.join(',');
     const beyond = join(dir, 'beyond.csv.gz');
     await writeFile(beyond, gzipSync(rows.join('\n')));
     let refused: unknown;

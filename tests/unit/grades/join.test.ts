@@ -15,10 +15,15 @@ import { silentLogger } from '../../../src/log.js';
 const CREATED = '2026-11-27T00:00:00Z';
 
 /** The csv.gz bytes of a backup at `position` of incarnation `created` holding `lines` (CSV record rows). */
-async function backupBytes(position: number, created: string, lines: string): Promise<Buffer> {
+async function backupBytes(
+  position: number,
+  created: string,
+  lines: string,
+  marks: ReadonlyMap<string, number> = new Map(),
+): Promise<Buffer> {
   let served = false;
   const source: BackupSource = {
-    open: () => Promise.resolve({ id: 1, position, streamCreated: created }),
+    open: () => Promise.resolve({ id: 1, position, streamCreated: created, marks }),
     next: () => Promise.resolve(served ? '' : ((served = true), lines)),
     close: () => undefined,
   };
@@ -58,6 +63,7 @@ describe('grades join – from any peer, never a master (G8, G9, X4)', () => {
   let dir: string;
   let loaded: BackupRow[];
   let restarts: [number, string][];
+  let marks: ReadonlyMap<string, number> | undefined;
   let stream: StreamIdentity;
 
   before(async () => {
@@ -79,8 +85,9 @@ describe('grades join – from any peer, never a master (G8, G9, X4)', () => {
     peers: [],
     authorization: AUTH,
     target: {
-      restart: (position, created) => {
+      restart: (position, created, m) => {
         restarts.push([position, created]);
+        marks = m;
         loaded = [];
         return Promise.resolve();
       },
@@ -108,6 +115,14 @@ describe('grades join – from any peer, never a master (G8, G9, X4)', () => {
     expect(loaded.map((r) => r.user_id)).to.deep.equal(['alice']);
     expect(loaded[0]?.values).to.deep.equal([1, 2, 3, 4]);
     expect(loaded[0]?.seqs).to.deep.equal([5, 6, 7, 8]);
+  });
+
+  it('hands the backup’s marks (each origin’s last write counter) to the target with its position', async () => {
+    const good = await peer(await backupBytes(7, CREATED, ROW, new Map([['r1/ab', 4]])), AUTH);
+    servers.push(good.server);
+    await joinCluster(options({ peers: [good.url] }));
+    expect(restarts).to.deep.equal([[7, CREATED]]);
+    expect([...(marks ?? [])]).to.deep.equal([['r1/ab', 4]]);
   });
 
   it('refuses a backup of another stream incarnation and one beyond the stream, and joins from the good one', async () => {
