@@ -245,7 +245,8 @@ export class HttpServer {
     // A 500 is a fault worth a stack trace; an expected 503 (not ready, unavailable, unconfirmed) is not, and a
     // client polling a joining replica must not flood the log.
     if (mapped.status === 500) this.#options.log.error({ err, route }, 'request failed');
-    else if (mapped.status > 500) this.#options.log.debug({ err: describeError(err), route }, 'request refused');
+    else if (mapped.status > 500)
+      this.#options.log.debug({ err: describeError(err), route }, 'request refused');
     if (!res.headersSent) {
       try {
         // After a rejected body the rest of it may still be arriving; do not reuse the connection.
