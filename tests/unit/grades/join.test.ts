@@ -38,7 +38,7 @@ async function peer(
   let hits = 0;
   const server = createServer((req, res) => {
     hits++;
-    if (req.url !== '/backup' || req.headers.authorization !== authorization) {
+    if (req.url?.split('?')[0] !== '/backup' || req.headers.authorization !== authorization) {
       res.writeHead(401).end();
       return;
     }
@@ -146,6 +146,15 @@ describe('grades join – from any peer, never a master (G8, G9, X4)', () => {
     // What a refused backup loaded is cleared every time (the store starts over).
     expect(restarts).to.have.length(3);
     expect(loaded).to.deep.equal([]);
+  });
+
+  it('a restore URL shows in the result (and so in /readyz and the logs) without its credentials or query', async () => {
+    const good = await peer(await backupBytes(2, CREATED, ROW), AUTH);
+    servers.push(good.server);
+    const secretUrl = `${good.url.replace('http://', 'http://user:pw@')}/backup?X-Amz-Signature=abc`;
+    const result = await joinCluster(options({ peers: [await deadUrl()], restoreFrom: secretUrl }));
+    expect(result.source).to.equal(`${good.url}/backup`);
+    expect(result.source).not.to.match(/pw|Signature/);
   });
 
   it('no peer answers: loads GRADES_RESTORE_FROM under the same checks', async () => {
