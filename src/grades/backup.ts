@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
-import { FIELDS } from './model.js';
+import { FIELDS, userIdSchema } from './model.js';
 import type { BackupRow } from './store.js';
 
 /**
@@ -127,6 +127,9 @@ export function parseCsvLine(line: string): string[] {
   return fields;
 }
 
+/** A plain decimal integer, as the backup writes every number. */
+const INTEGER = /^(0|-?[1-9][0-9]*)$/;
+
 /** What reading a backup found. */
 export interface BackupHeader {
   readonly position: number;
@@ -190,15 +193,21 @@ export async function readBackup(
         continue;
       }
       await reportHeader();
-      const numbers = fields.slice(1, 1 + 2 * FIELDS.length).map(Number);
+      // Held to what `/set` takes: a valid user_id, plain decimal integers (no '', 1e3 or 0x1F), and sequences
+      // no later than the position the backup says it reflects.
+      const texts = fields.slice(1, 1 + 2 * FIELDS.length);
+      const numbers = texts.map(Number);
+      const position = header?.position ?? 0;
+      const userId = fields[0] ?? '';
       if (
-        !fields[0] ||
+        !userIdSchema.safeParse(userId).success ||
+        texts.some((t) => !INTEGER.test(t)) ||
         numbers.some((n) => !Number.isSafeInteger(n)) ||
-        numbers.slice(FIELDS.length).some((n) => n < 0)
+        numbers.slice(FIELDS.length).some((n) => n < 0 || n > position)
       )
         throw new BackupRefusedError(`line ${lineNo}: malformed row`);
       batch.push({
-        user_id: fields[0],
+        user_id: userId,
         values: numbers.slice(0, FIELDS.length),
         seqs: numbers.slice(FIELDS.length),
       });

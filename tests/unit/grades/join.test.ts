@@ -6,7 +6,9 @@ import { tmpdir } from 'node:os';
 import { join as joinPath } from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import sinon from 'sinon';
-import { openBackup, type BackupSource } from '../../../src/grades/backup.js';
+import { openBackup, readBackup, type BackupSource } from '../../../src/grades/backup.js';
+import { BackupRefusedError } from '../../../src/grades/errors.js';
+import { Readable } from 'node:stream';
 import { joinCluster, type JoinOptions } from '../../../src/grades/join.js';
 import type { StreamIdentity } from '../../../src/grades/replication.js';
 import type { BackupRow } from '../../../src/grades/store.js';
@@ -105,7 +107,7 @@ describe('grades join – from any peer, never a master (G8, G9, X4)', () => {
     ...over,
   });
 
-  const ROW = 'alice,1,2,3,4,5,6,7,8,,,\n';
+  const ROW = 'alice,1,2,3,4,1,2,3,4,,,\n';
 
   it('joins from a live peer when another is down, and consumes from the backup position + 1', async () => {
     const good = await peer(await backupBytes(7, CREATED, ROW), AUTH);
@@ -114,7 +116,7 @@ describe('grades join – from any peer, never a master (G8, G9, X4)', () => {
     expect(result).to.deep.equal({ startSeq: 8, source: good.url });
     expect(loaded.map((r) => r.user_id)).to.deep.equal(['alice']);
     expect(loaded[0]?.values).to.deep.equal([1, 2, 3, 4]);
-    expect(loaded[0]?.seqs).to.deep.equal([5, 6, 7, 8]);
+    expect(loaded[0]?.seqs).to.deep.equal([1, 2, 3, 4]);
   });
 
   it('hands the backup’s marks (each origin’s last write counter) to the target with its position', async () => {
@@ -149,7 +151,7 @@ describe('grades join – from any peer, never a master (G8, G9, X4)', () => {
   });
 
   it('a restore URL shows in the result (and so in /readyz and the logs) without its credentials or query', async () => {
-    const good = await peer(await backupBytes(2, CREATED, ROW), AUTH);
+    const good = await peer(await backupBytes(6, CREATED, ROW), AUTH);
     servers.push(good.server);
     const secretUrl = `${good.url.replace('http://', 'http://user:pw@')}/backup?X-Amz-Signature=abc`;
     const result = await joinCluster(options({ peers: [await deadUrl()], restoreFrom: secretUrl }));
@@ -163,6 +165,31 @@ describe('grades join – from any peer, never a master (G8, G9, X4)', () => {
     const result = await joinCluster(options({ peers: [await deadUrl()], restoreFrom: file }));
     expect(result).to.deep.equal({ startSeq: 7, source: file });
     expect(loaded.map((r) => r.user_id)).to.deep.equal(['alice']);
+  });
+
+  it('refuses backup rows /set would refuse: loose numbers, a bad user_id, a sequence beyond the position', async () => {
+    const bad = [
+      'alice,,2,3,4,1,2,3,4,,,\n',
+      'alice,1e3,2,3,4,1,2,3,4,,,\n',
+      'alice,0x1F,2,3,4,1,2,3,4,,,\n',
+      '"a\tb",1,2,3,4,1,2,3,4,,,\n',
+      'alice,1,2,3,4,1,2,3,99,,,\n',
+    ];
+    for (const row of bad) {
+      const err = await readBackup(
+        Readable.from([await backupBytes(7, CREATED, row)]),
+        () => Promise.resolve(),
+        () => Promise.resolve(),
+      ).catch((e: unknown) => e);
+      expect(err, row).to.be.instanceOf(BackupRefusedError);
+      expect((err as Error).message, row).to.match(/line \d+: malformed row/);
+    }
+    const ok = await readBackup(
+      Readable.from([await backupBytes(7, CREATED, ROW)]),
+      () => Promise.resolve(),
+      () => Promise.resolve(),
+    );
+    expect(ok.rows).to.equal(1);
   });
 
   it('no peer and nothing to restore: rebuilds from a whole stream, starts from what a cut one holds, or refuses to rejoin', async () => {
