@@ -1,13 +1,12 @@
 import type { Logger } from 'pino';
 import { Actor } from '../actor/actor.js';
-import { BACKUP_COLUMNS, type BackupSource } from './backup.js';
+import { BACKUP_COLUMNS, csvField, type BackupSource } from './backup.js';
 import type { GradeUpdate, ReplicationMessage, UserGrade } from './model.js';
 import { GradeStore, type BackupRow } from './store.js';
+import { lastN } from './wire.js';
 
-/** Quotes a CSV field when it needs it (RFC 4180). */
-export function csvField(value: string): string {
-  return /[",\r\n]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
-}
+/** Quotes a CSV field when it needs it (RFC 4180); defined beside the backup's reader. */
+export { csvField };
 
 /** The empty metadata columns that end every record line of a backup. */
 const ROW_TAIL = ','.repeat(BACKUP_COLUMNS.length - 9);
@@ -35,22 +34,38 @@ export type GradesMessage =
   /** A malformed message at `seq`: nothing to apply, but the position moves past it. */
   | { readonly type: 'skip'; readonly seq: number }
   | { readonly type: 'load'; readonly rows: readonly BackupRow[] }
-  /** Empties the store: the data will reflect the stream up to `position` of the stream made at `streamCreated`. */
-  | { readonly type: 'restart'; readonly position: number; readonly streamCreated: string }
+  /**
+   * Empties the store: the data will reflect the stream up to `position` of the stream made at `streamCreated`,
+   * and `marks` (a backup's) are each origin's last write counter applied up to there.
+   */
+  | {
+      readonly type: 'restart';
+      readonly position: number;
+      readonly streamCreated: string;
+      readonly marks?: ReadonlyMap<string, number>;
+    }
   | { readonly type: 'backupOpen' }
   | { readonly type: 'backupNext'; readonly id: number; readonly max: number }
   | { readonly type: 'backupClose'; readonly id: number };
+
+/** What became of a stream message (see {@link GradesReplies.stream}). */
+export type StreamOutcome =
+  { readonly status: 'applied' | 'reflected' } | { readonly status: 'replayed'; readonly mark: number };
 
 /** The reply to each message type. */
 export interface GradesReplies {
   unreplicated: UserGrade;
   local: UserGrade;
   stored: (UserGrade | undefined)[];
-  stream: void;
+  /**
+   * `applied`; `reflected` when at or below the position (a backup or a redelivery); `replayed` when its origin's
+   * mark already covers it (a copy of an older message, skipped).
+   */
+  stream: StreamOutcome;
   skip: void;
   load: void;
   restart: void;
-  backupOpen: { id: number; position: number; streamCreated: string };
+  backupOpen: { id: number; position: number; streamCreated: string; marks: ReadonlyMap<string, number> };
   /** CSV lines, '' once the backup has every row. */
   backupNext: string;
   backupClose: void;
@@ -76,6 +91,15 @@ export class GradesActor extends Actor<GradesMessage, GradesReplies> {
   #nextBackup = 1;
   #position = 0;
   #streamCreated = '';
+  /**
+   * Per origin, the last write counter of the messages applied from the stream up to {@link #position}. Honest
+   * writers publish strictly increasing, non-overlapping ranges per origin (the outbox's expected last subject
+   * sequence), so a message that ends at or below its origin's mark is a copy of one already applied: a replay,
+   * which would otherwise win by its newer sequence. Only stream messages move it, in stream order, so it always
+   * matches the position (and a backup carries both); this replica's acknowledged writes ('stored') come back
+   * through the stream and move it then, since a replay always lands after the genuine copy.
+   */
+  readonly #marks = new Map<string, number>();
 
   constructor(options: { readonly log: Logger }) {
     super('grades', options.log);
@@ -113,11 +137,17 @@ export class GradesActor extends Actor<GradesMessage, GradesReplies> {
           this.#store.confirm(w.n, msg.seq);
           return undefined;
         });
-      case 'stream':
-        if (msg.seq <= this.#position) return; // already reflected (a backup, or a redelivery)
-        this.#store.applyMessage(msg.msg.updates, msg.msg.n, msg.seq, msg.own);
+      case 'stream': {
+        if (msg.seq <= this.#position) return { status: 'reflected' }; // a backup holds it, or a redelivery
+        // The position moves past a replay too: it is no gap.
         this.#position = msg.seq;
-        return;
+        const mark = this.#marks.get(msg.msg.origin) ?? 0;
+        const last = lastN(msg.msg);
+        if (last <= mark) return { status: 'replayed', mark };
+        this.#marks.set(msg.msg.origin, last);
+        this.#store.applyMessage(msg.msg.updates, msg.msg.n, msg.seq, msg.own);
+        return { status: 'applied' };
+      }
       case 'skip':
         if (msg.seq > this.#position) this.#position = msg.seq;
         return;
@@ -129,11 +159,19 @@ export class GradesActor extends Actor<GradesMessage, GradesReplies> {
         this.#backups.clear();
         this.#position = msg.position;
         this.#streamCreated = msg.streamCreated;
+        this.#marks.clear();
+        for (const [origin, n] of msg.marks ?? []) this.#marks.set(origin, n);
         return;
       case 'backupOpen': {
         const id = this.#nextBackup++;
         this.#backups.set(id, this.#store.backupCursor());
-        return { id, position: this.#position, streamCreated: this.#streamCreated };
+        // The marks as of the position: the records may run ahead of both, which the sequences make harmless.
+        return {
+          id,
+          position: this.#position,
+          streamCreated: this.#streamCreated,
+          marks: new Map(this.#marks),
+        };
       }
       case 'backupNext': {
         const cursor = this.#backups.get(msg.id);

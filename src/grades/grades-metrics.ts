@@ -35,6 +35,11 @@ export function createGradesMetrics(metrics: Metrics): {
     labelNames: ['reason'] as const,
     registers,
   });
+  const replayed = new Counter({
+    name: 'grades_messages_replayed_total',
+    help: 'Replication messages skipped as replays (their origin had already written past them); never applied.',
+    registers,
+  });
   const rejoins = new Counter({
     name: 'grades_rejoins_total',
     help: 'Rejoins from a peer backup after a gap.',
@@ -49,6 +54,7 @@ export function createGradesMetrics(metrics: Metrics): {
       gap: () => gaps.inc(),
       rejoin: () => rejoins.inc(),
       refused: (reason) => refused.inc({ reason }),
+      replayed: () => replayed.inc(),
     },
     watch: (replica) => {
       readGauge(

@@ -19,7 +19,7 @@ import {
   streamIdentity,
   type StreamSettings,
 } from './replication.js';
-import { originSubject, ReplicationCodec } from './wire.js';
+import { lastN, originSubject, ReplicationCodec } from './wire.js';
 
 /** Where a replica is on its way to serving. */
 export type GradesPhase =
@@ -33,6 +33,8 @@ export interface GradesMetricsSink {
   rejoin(): void;
   /** A stream message was refused as unauthenticated (`CLUSTER_SECRET`), and skipped. */
   refused?(reason: string): void;
+  /** A stream message was a replay (its origin's mark already covers it), and skipped. */
+  replayed?(): void;
 }
 
 /** Settings of {@link GradesReplica}. */
@@ -231,14 +233,21 @@ export class GradesReplica implements GradesPort {
     return this.#actor.ask({ type: 'stored', seq, writes });
   }
 
-  /** A message read from the stream, any origin's. */
-  #applyFromStream(seq: number, msg: ReplicationMessage): Promise<void> {
-    return this.#actor.ask({ type: 'stream', seq, msg, own: msg.origin === this.#origin });
+  /** A message read from the stream, any origin's; a replay is logged (without its payload) and counted. */
+  async #applyFromStream(seq: number, msg: ReplicationMessage): Promise<void> {
+    const outcome = await this.#actor.ask({ type: 'stream', seq, msg, own: msg.origin === this.#origin });
+    if (outcome.status !== 'replayed') return;
+    this.#o.metrics?.replayed?.();
+    this.#log.warn(
+      { seq, origin: msg.origin, n: msg.n, lastN: lastN(msg), mark: outcome.mark },
+      'replayed replication message skipped: its origin already wrote past it',
+    );
   }
 
   #target(): JoinTarget {
     return {
-      restart: (position, streamCreated) => this.#actor.ask({ type: 'restart', position, streamCreated }),
+      restart: (position, streamCreated, marks) =>
+        this.#actor.ask({ type: 'restart', position, streamCreated, ...(marks ? { marks } : {}) }),
       load: (rows) => this.#actor.ask({ type: 'load', rows }),
     };
   }

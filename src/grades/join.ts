@@ -19,8 +19,11 @@ export class StaleBackupError extends BackupRefusedError {
 
 /** Where a backup is loaded into: the Grades actor, through its mailbox. */
 export interface JoinTarget {
-  /** Empties the store; the data will reflect the stream up to `position` of incarnation `streamCreated`. */
-  restart(position: number, streamCreated: string): Promise<void>;
+  /**
+   * Empties the store; the data will reflect the stream up to `position` of incarnation `streamCreated`, with
+   * each origin's last write counter applied up to there in `marks` (a backup's; none when rebuilding).
+   */
+  restart(position: number, streamCreated: string, marks?: ReadonlyMap<string, number>): Promise<void>;
   load(rows: readonly BackupRow[]): Promise<void>;
 }
 
@@ -68,13 +71,13 @@ export async function joinCluster(o: JoinOptions): Promise<JoinResult> {
     for (const peer of shuffle(o.peers)) {
       try {
         const position = await loadFrom(peer, o);
-        return { startSeq: position + 1, source: peer };
+        return { startSeq: position + 1, source: shown(peer) };
       } catch (err) {
         lastError = err;
         const reachable = !(err instanceof PeerUnreachableError);
         answered ||= reachable;
         o.log[reachable ? 'error' : 'warn'](
-          { peer, attempt, err: describeError(err) },
+          { peer: shown(peer), attempt, err: describeError(err) },
           'could not join from peer',
         );
         await o.target.restart(0, '');
@@ -90,7 +93,7 @@ export async function joinCluster(o: JoinOptions): Promise<JoinResult> {
   }
   if (o.restoreFrom) {
     const position = await loadFrom(o.restoreFrom, o);
-    return { startSeq: position + 1, source: o.restoreFrom };
+    return { startSeq: position + 1, source: shown(o.restoreFrom) };
   }
   const range = await o.stream();
   if (!o.streamFallback) {
@@ -151,15 +154,15 @@ async function open(
       bodyTimeout: o.timeoutMs,
     });
   } catch (err) {
-    if (peer) throw new PeerUnreachableError(source, { cause: err });
+    if (peer) throw new PeerUnreachableError(shown(source), { cause: err });
     throw err;
   }
   if (response.statusCode !== 200) {
     await response.body.dump();
     // A peer that is itself still joining answers 503: as good as absent.
     if (peer && response.statusCode === 503)
-      throw new PeerUnreachableError(source, { cause: new Error('503') });
-    throw new Error(`${source} answered ${response.statusCode}`);
+      throw new PeerUnreachableError(shown(source), { cause: new Error('503') });
+    throw new BackupRefusedError(`${shown(source)} answered ${response.statusCode}`);
   }
   return response.body;
 }
@@ -172,15 +175,15 @@ async function loadFrom(source: string, o: JoinOptions): Promise<number> {
     await open(source, o),
     async (h) => {
       stream = await o.stream();
-      checkBackup(source, h, stream);
+      checkBackup(shown(source), h, stream);
       // Its own incarnation when it named none (a backup of a replica without a stream, at position 0).
-      await o.target.restart(h.position, stream.created);
+      await o.target.restart(h.position, stream.created, h.marks);
     },
     async (batch) => {
       const last = stream?.last ?? 0;
       if (batch.some((row) => row.seqs.some((s) => s > last))) {
         throw new BackupRefusedError(
-          `backup of ${source} holds sequences beyond the stream's last (${last})`,
+          `backup of ${shown(source)} holds sequences beyond the stream's last (${last})`,
         );
       }
       await o.target.load(batch);
@@ -188,7 +191,7 @@ async function loadFrom(source: string, o: JoinOptions): Promise<number> {
   );
   o.log.info(
     {
-      peer: source,
+      peer: shown(source),
       rows,
       position: header.position,
       generatedAt: header.generatedAt,
@@ -211,10 +214,29 @@ export async function restoreStandalone(
 ): Promise<void> {
   const { header, rows } = await readBackup(
     await open(source, { peers: [], authorization, timeoutMs: 30_000 }),
-    (h) => target.restart(h.position, h.streamCreated),
+    (h) => target.restart(h.position, h.streamCreated, h.marks),
     (batch) => target.load(batch),
   );
-  log.info({ source, rows, generatedAt: header.generatedAt }, 'backup restored');
+  log.info({ source: shown(source), rows, generatedAt: header.generatedAt }, 'backup restored');
+}
+
+/**
+ * A backup source as logs, errors and `/readyz` may show it: a URL without user, password, query or fragment
+ * (a presigned `GRADES_RESTORE_FROM` URL carries its credentials there); a file path as it is.
+ */
+export function shown(source: string): string {
+  if (!/^https?:\/\//i.test(source)) return source;
+  try {
+    const u = new URL(source);
+    if (!u.username && !u.password && !u.search && !u.hash) return source;
+    u.username = '';
+    u.password = '';
+    u.search = '';
+    u.hash = '';
+    return u.toString();
+  } catch {
+    return '(unparseable url)';
+  }
 }
 
 function shuffle<T>(items: readonly T[]): T[] {

@@ -17,7 +17,8 @@ export interface UserGrade {
 /** A partial write: `user_id` and any subset of the fields (G5). */
 export type GradeUpdate = { readonly user_id: string } & Partial<Record<Field, number>>;
 
-const userId = z
+/** A `user_id` as `POST /set` takes it; backups are held to the same rule. */
+export const userIdSchema = z
   .string()
   .min(1, 'user_id must not be empty')
   .max(256, 'user_id is at most 256 characters')
@@ -30,7 +31,7 @@ const fieldValue = z
 /** `POST /set` bodies: strict, so unknown fields, wrong types and non-integers are refused. */
 export const gradeUpdateSchema = z
   .object({
-    user_id: userId,
+    user_id: userIdSchema,
     postpaid_limit: fieldValue.optional(),
     spp: fieldValue.optional(),
     shipping_fee: fieldValue.optional(),

@@ -325,18 +325,33 @@ export class Outbox {
     const last = await port.last(this.#o.subject);
     this.#lastSubjectSeq = last?.seq ?? 0;
     if (!last) return 0;
+    let origin: string;
+    let stored: number;
     try {
-      return lastN(this.#codec.decode(last.data, last.mac));
+      const msg = this.#codec.decode(last.data, last.mac, this.#o.subject);
+      origin = msg.origin;
+      stored = lastN(msg);
     } catch (err) {
-      // Someone else wrote on our subject (no valid MAC, or not a replication message): it tells nothing of what
-      // we stored, so nothing is taken as stored; our writes go out after it, and within the duplicate window
-      // JetStream answers a write already stored by its message id instead of storing it twice.
-      this.#o.log.error(
-        { subject: this.#o.subject, seq: last.seq, err: describeError(err) },
-        "the last message on this replica's subject is not its own; publishing after it",
-      );
+      this.#foreign(last.seq, describeError(err));
       return 0;
     }
+    if (origin !== this.#o.origin) {
+      this.#foreign(last.seq, `written by ${JSON.stringify(origin.slice(0, 100))}`);
+      return 0;
+    }
+    return stored;
+  }
+
+  /**
+   * Someone else wrote the last message on our subject (no valid MAC, another origin, not a replication
+   * message): it tells nothing of what we stored, so nothing is taken as stored from it, and our writes go out
+   * after it; within the duplicate window JetStream answers a write already stored by its message id.
+   */
+  #foreign(seq: number, why: string): void {
+    this.#o.log.error(
+      { subject: this.#o.subject, seq, why },
+      "the last message on this replica's subject is not its own; publishing after it",
+    );
   }
 
   /**

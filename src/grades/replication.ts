@@ -210,7 +210,7 @@ export async function consumeStream(o: ConsumeOptions): Promise<() => Promise<vo
           next = m.seq + 1;
           let msg: ReplicationMessage | undefined;
           try {
-            msg = codec.decode(m.data, m.headers?.get(MAC_HEADER) || undefined);
+            msg = codec.decode(m.data, m.headers?.get(MAC_HEADER) || undefined, m.subject);
           } catch (err) {
             if (err instanceof UnauthenticatedReplicationMessageError) {
               o.log.error(

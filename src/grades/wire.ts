@@ -39,11 +39,13 @@ export class UnauthenticatedReplicationMessageError extends AppError {
 export class ReplicationCodec {
   readonly #auth: MessageAuth | undefined;
   readonly #purpose: string;
+  readonly #subject: string;
 
   /** `subject`: the stream's base subject, so a MAC sealed for another purpose never opens here. */
   constructor(options: { auth?: MessageAuth; subject: string } = { subject: '' }) {
     this.#auth = options.auth;
     this.#purpose = `grades:${options.subject}`;
+    this.#subject = options.subject;
   }
 
   /** The message's bytes and, with a cluster secret, its MAC. */
@@ -54,13 +56,19 @@ export class ReplicationCodec {
 
   /**
    * The message in `data`, validated and, with a cluster secret, authenticated by `mac`; throws
-   * {@link MalformedReplicationMessageError} or {@link UnauthenticatedReplicationMessageError}.
+   * {@link MalformedReplicationMessageError} or {@link UnauthenticatedReplicationMessageError}. With a secret and
+   * the `subject` the message was stored under, that subject must be its origin's own: a genuine message copied
+   * onto another writer's subject is refused (reason `subject`), so it can neither be taken for that writer's
+   * nor disturb that writer's order.
    */
-  decode(data: Uint8Array, mac: string | undefined): ReplicationMessage {
+  decode(data: Uint8Array, mac: string | undefined, subject?: string): ReplicationMessage {
     const msg = decodeReplication(data);
     if (this.#auth) {
       const opened = this.#auth.open(this.#purpose, msg.origin, data, mac);
       if (!opened.ok) throw new UnauthenticatedReplicationMessageError(opened.reason);
+      if (subject !== undefined && subject !== originSubject(this.#subject, msg.origin)) {
+        throw new UnauthenticatedReplicationMessageError('subject');
+      }
     }
     return msg;
   }

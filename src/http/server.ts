@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
-import { MethodNotAllowedError, NotFoundError, PayloadTooLargeError } from '../errors.js';
+import { describeError, MethodNotAllowedError, NotFoundError, PayloadTooLargeError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { toErrorResponse } from './errors.js';
 
@@ -242,7 +242,11 @@ export class HttpServer {
   /** Answers a thrown error through the one mapping (`toErrorResponse`), without ever showing internals. */
   #fail(req: IncomingMessage, res: ServerResponse, route: string, started: bigint, err: unknown): void {
     const mapped = toErrorResponse(err);
-    if (mapped.status >= 500) this.#options.log.error({ err, route }, 'request failed');
+    // A 500 is a fault worth a stack trace; an expected 503 (not ready, unavailable, unconfirmed) is not, and a
+    // client polling a joining replica must not flood the log.
+    if (mapped.status === 500) this.#options.log.error({ err, route }, 'request failed');
+    else if (mapped.status > 500)
+      this.#options.log.debug({ err: describeError(err), route }, 'request refused');
     if (!res.headersSent) {
       try {
         // After a rejected body the rest of it may still be arriving; do not reuse the connection.

@@ -179,6 +179,8 @@ export class TokenService {
     const proofs: Proofs = actor ? [proof, actor.proof] : proof;
     let claims: Record<string, unknown>;
     let targets: { aud: string[]; scope: string | undefined };
+    // The subject enters the audit record only once the signature is known to hold.
+    let mapped: MappedSubject | undefined;
     try {
       const payload = checkClaims(jwt, {
         issuer: provider.config.issuer,
@@ -187,8 +189,7 @@ export class TokenService {
         requiredClaims: REQUIRED_CLAIMS,
         now: this.#o.clock.now(),
       });
-      const mapped = mapSubject(provider.config, payload);
-      noteSubject(decision, provider.config, mapped);
+      mapped = mapSubject(provider.config, payload);
       claims = Object.assign({}, mapped.claims, { sub: mapped.sub, idp: provider.config.name });
       applyClaimRules(provider.config.rules, payload, claims);
       this.#delegate(payload, actor, claims);
@@ -204,12 +205,24 @@ export class TokenService {
       // A forged token learns that it is forged, never which claims, audiences or scopes would pass (jwtVerify
       // too checks the signature before the claims). This costs a signature check on refusals only.
       if (!(await this.#o.signer.check(proofs))) throw await this.#forged(decision, proof, actor);
+      if (mapped) noteSubject(decision, provider.config, mapped);
       throw subjectTokenError(err);
     }
     claims.client_id = exchangeClientId(provider.config, client);
     const ttl = provider.config.tokenTtlS ?? client?.tokenTtlS;
     try {
-      return await this.#issue(decision, claims, targets.aud, targets.scope, ttl, requestedType, proofs);
+      const issued = await this.#issue(
+        decision,
+        claims,
+        targets.aud,
+        targets.scope,
+        ttl,
+        requestedType,
+        proofs,
+      );
+      // Issued: the worker verified the signature before it signed.
+      noteSubject(decision, provider.config, mapped);
+      return issued;
     } catch (err) {
       if (err instanceof ProofFailedError) throw await this.#forged(decision, proof, actor);
       throw err;
@@ -338,8 +351,10 @@ function refuseRepeated(form: FormParams): void {
 }
 
 /**
- * Notes the subject of an exchange once its claims have been checked (should the signature then fail,
- * {@link invalidSignature} takes it back). The external subject is the internal one without the provider's prefix.
+ * Notes the subject of an exchange once its signature is known to hold: a refusal after the worker's check, or
+ * an issued token. A refusal that never reached the check (no signing key yet, a failing pool) records no
+ * subject, so an unverified token never names one in the audit log. The external subject is the internal one
+ * without the provider's prefix.
  */
 function noteSubject(decision: TokenDecision, provider: ProviderConfig, mapped: MappedSubject): void {
   decision.subject = mapped.sub;

@@ -115,4 +115,35 @@ describe('grades replication with CLUSTER_SECRET, against the real NATS (X7)', (
     await b.set({ user_id: 'alice', spp: 8 });
     await eventually(() => a.get('alice')?.spp === 8, 5000, 'a later sealed write');
   });
+
+  it("a genuine message copied onto another writer's subject is refused, and that writer's next write is still stored", async () => {
+    const [a, b] = replicas as [GradesReplica, GradesReplica];
+    refused.length = 0;
+    const first = await a.set({ user_id: 'bob', spp: 1 });
+    expect(first.status).to.equal('stored');
+    const jsm = await (await import('@nats-io/jetstream')).jetstreamManager(direct);
+    const original = await jsm.streams.getMessage(stream, { seq: (first as { seq: number }).seq });
+    expect(original).to.not.equal(null);
+    // Copy a's message, bytes and MAC, onto b's subject (whose name the stream shows to anyone who reads it).
+    const bSubject = (await jsm.streams.info(stream, { subjects_filter: '>' })).state.subjects;
+    const target = Object.keys(bSubject ?? {}).find((subj) => subj.startsWith(`${subject}.auth-b`));
+    expect(target).to.be.a('string');
+    // Only the MAC header: the original's message id would have JetStream answer it as a duplicate.
+    const { headers: makeHeaders } = await import('@nats-io/transport-node');
+    const h = makeHeaders();
+    h.set('Cluster-Mac', original!.header.get('Cluster-Mac'));
+    const copy = await jetstream(direct).publish(target as string, original!.data, { headers: h });
+    expect(copy.duplicate).to.equal(false);
+    await eventually(
+      () => replicas.every((r) => r.stats.position >= copy.seq),
+      5000,
+      'position past the copy',
+    );
+    expect(refused.sort()).to.deep.equal(['auth-a:subject', 'auth-b:subject']);
+    // b's outbox is not fooled by a message on its subject that is not its own: its next write is stored and
+    // reaches a.
+    const next = await b.set({ user_id: 'bob', spp: 2 });
+    expect(next.status).to.equal('stored');
+    await eventually(() => a.get('bob')?.spp === 2, 5000, "b's write after the copy");
+  });
 });

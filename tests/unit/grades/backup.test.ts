@@ -46,8 +46,10 @@ describe('grades backup', () => {
     expect(meta.at(-3)).to.equal('');
     expect(meta.at(-2)).to.equal(backup.generatedAt.toISOString());
     expect(meta.at(-1)).to.equal('8');
+    // Then one mark row per origin: its last write counter applied, in stream_created and stream_sequence.
+    expect(lines[2]).to.equal(',,,,,,,,,r2/y,,2');
     // The write not yet in the stream is there as get serves it, at sequence 0 (the lowest precedence).
-    expect(lines.slice(2)).to.deep.equal([
+    expect(lines.slice(3)).to.deep.equal([
       '"a,""b""",0,3,0,0,0,7,0,0,,,',
       'c,0,0,0,-4,0,0,0,8,,,',
       'pending-only,0,1,0,0,0,0,0,0,,,',
@@ -119,7 +121,8 @@ describe('grades backup', () => {
       .split('\n');
     // Every record read, and the one written meanwhile too: the cursor walks the live map, which visits
     // records added after it started (the record is new, so it is after every row already read).
-    expect(lines.length).to.equal(3003);
+    // (Header, metadata row, one mark row, the records.)
+    expect(lines.length).to.equal(3004);
     expect(lines.at(-1)).to.equal('during,0,9,0,0,0,0,0,0,,,');
   });
 });

@@ -5,7 +5,7 @@ import { silentLogger } from '../../../src/log.js';
 import { createMetrics } from '../../../src/metrics.js';
 
 describe('grades metrics', () => {
-  it('exposes records, position, lag, outbox, gaps and rejoins, read from the replica and its sink', async () => {
+  it('exposes records, position, lag, outbox, gaps, rejoins and replays, read from the replica and its sink', async () => {
     const metrics = createMetrics();
     const gradesMetrics = createGradesMetrics(metrics);
     const replica = new GradesReplica({
@@ -25,6 +25,8 @@ describe('grades metrics', () => {
     gradesMetrics.sink.replicationDelay(4);
     gradesMetrics.sink.gap();
     gradesMetrics.sink.rejoin();
+    gradesMetrics.sink.replayed?.();
+    gradesMetrics.sink.replayed?.();
     const text = await metrics.registry.metrics();
     expect(text).to.match(/^grades_records 1$/m);
     expect(text).to.match(/^grades_stream_position 0$/m);
@@ -35,6 +37,7 @@ describe('grades metrics', () => {
     expect(text).to.match(/^grades_outbox_oldest_age_seconds 0$/m);
     expect(text).to.match(/^grades_gaps_total 1$/m);
     expect(text).to.match(/^grades_rejoins_total 1$/m);
+    expect(text).to.match(/^grades_messages_replayed_total 2$/m);
     await replica.stop();
   });
 });

@@ -92,6 +92,7 @@ describe('grades join – backups a replica of this stream must refuse (X4)', ()
     position,
     generatedAt: '',
     streamCreated,
+    marks: new Map<string, number>(),
   });
 
   it('accepts a backup of this incarnation within the range the stream holds', () => {

@@ -6,7 +6,9 @@ import { tmpdir } from 'node:os';
 import { join as joinPath } from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import sinon from 'sinon';
-import { openBackup, type BackupSource } from '../../../src/grades/backup.js';
+import { openBackup, readBackup, type BackupSource } from '../../../src/grades/backup.js';
+import { BackupRefusedError } from '../../../src/grades/errors.js';
+import { Readable } from 'node:stream';
 import { joinCluster, type JoinOptions } from '../../../src/grades/join.js';
 import type { StreamIdentity } from '../../../src/grades/replication.js';
 import type { BackupRow } from '../../../src/grades/store.js';
@@ -15,10 +17,15 @@ import { silentLogger } from '../../../src/log.js';
 const CREATED = '2026-11-27T00:00:00Z';
 
 /** The csv.gz bytes of a backup at `position` of incarnation `created` holding `lines` (CSV record rows). */
-async function backupBytes(position: number, created: string, lines: string): Promise<Buffer> {
+async function backupBytes(
+  position: number,
+  created: string,
+  lines: string,
+  marks: ReadonlyMap<string, number> = new Map(),
+): Promise<Buffer> {
   let served = false;
   const source: BackupSource = {
-    open: () => Promise.resolve({ id: 1, position, streamCreated: created }),
+    open: () => Promise.resolve({ id: 1, position, streamCreated: created, marks }),
     next: () => Promise.resolve(served ? '' : ((served = true), lines)),
     close: () => undefined,
   };
@@ -33,7 +40,7 @@ async function peer(
   let hits = 0;
   const server = createServer((req, res) => {
     hits++;
-    if (req.url !== '/backup' || req.headers.authorization !== authorization) {
+    if (req.url?.split('?')[0] !== '/backup' || req.headers.authorization !== authorization) {
       res.writeHead(401).end();
       return;
     }
@@ -58,6 +65,7 @@ describe('grades join – from any peer, never a master (G8, G9, X4)', () => {
   let dir: string;
   let loaded: BackupRow[];
   let restarts: [number, string][];
+  let marks: ReadonlyMap<string, number> | undefined;
   let stream: StreamIdentity;
 
   before(async () => {
@@ -79,8 +87,9 @@ describe('grades join – from any peer, never a master (G8, G9, X4)', () => {
     peers: [],
     authorization: AUTH,
     target: {
-      restart: (position, created) => {
+      restart: (position, created, m) => {
         restarts.push([position, created]);
+        marks = m;
         loaded = [];
         return Promise.resolve();
       },
@@ -98,7 +107,7 @@ describe('grades join – from any peer, never a master (G8, G9, X4)', () => {
     ...over,
   });
 
-  const ROW = 'alice,1,2,3,4,5,6,7,8,,,\n';
+  const ROW = 'alice,1,2,3,4,1,2,3,4,,,\n';
 
   it('joins from a live peer when another is down, and consumes from the backup position + 1', async () => {
     const good = await peer(await backupBytes(7, CREATED, ROW), AUTH);
@@ -107,7 +116,15 @@ describe('grades join – from any peer, never a master (G8, G9, X4)', () => {
     expect(result).to.deep.equal({ startSeq: 8, source: good.url });
     expect(loaded.map((r) => r.user_id)).to.deep.equal(['alice']);
     expect(loaded[0]?.values).to.deep.equal([1, 2, 3, 4]);
-    expect(loaded[0]?.seqs).to.deep.equal([5, 6, 7, 8]);
+    expect(loaded[0]?.seqs).to.deep.equal([1, 2, 3, 4]);
+  });
+
+  it('hands the backup’s marks (each origin’s last write counter) to the target with its position', async () => {
+    const good = await peer(await backupBytes(7, CREATED, ROW, new Map([['r1/ab', 4]])), AUTH);
+    servers.push(good.server);
+    await joinCluster(options({ peers: [good.url] }));
+    expect(restarts).to.deep.equal([[7, CREATED]]);
+    expect([...(marks ?? [])]).to.deep.equal([['r1/ab', 4]]);
   });
 
   it('refuses a backup of another stream incarnation and one beyond the stream, and joins from the good one', async () => {
@@ -133,12 +150,46 @@ describe('grades join – from any peer, never a master (G8, G9, X4)', () => {
     expect(loaded).to.deep.equal([]);
   });
 
+  it('a restore URL shows in the result (and so in /readyz and the logs) without its credentials or query', async () => {
+    const good = await peer(await backupBytes(6, CREATED, ROW), AUTH);
+    servers.push(good.server);
+    const secretUrl = `${good.url.replace('http://', 'http://user:pw@')}/backup?X-Amz-Signature=abc`;
+    const result = await joinCluster(options({ peers: [await deadUrl()], restoreFrom: secretUrl }));
+    expect(result.source).to.equal(`${good.url}/backup`);
+    expect(result.source).not.to.match(/pw|Signature/);
+  });
+
   it('no peer answers: loads GRADES_RESTORE_FROM under the same checks', async () => {
     const file = joinPath(dir, 'restore.csv.gz');
     await writeFile(file, await backupBytes(6, CREATED, ROW));
     const result = await joinCluster(options({ peers: [await deadUrl()], restoreFrom: file }));
     expect(result).to.deep.equal({ startSeq: 7, source: file });
     expect(loaded.map((r) => r.user_id)).to.deep.equal(['alice']);
+  });
+
+  it('refuses backup rows /set would refuse: loose numbers, a bad user_id, a sequence beyond the position', async () => {
+    const bad = [
+      'alice,,2,3,4,1,2,3,4,,,\n',
+      'alice,1e3,2,3,4,1,2,3,4,,,\n',
+      'alice,0x1F,2,3,4,1,2,3,4,,,\n',
+      '"a\tb",1,2,3,4,1,2,3,4,,,\n',
+      'alice,1,2,3,4,1,2,3,99,,,\n',
+    ];
+    for (const row of bad) {
+      const err = await readBackup(
+        Readable.from([await backupBytes(7, CREATED, row)]),
+        () => Promise.resolve(),
+        () => Promise.resolve(),
+      ).catch((e: unknown) => e);
+      expect(err, row).to.be.instanceOf(BackupRefusedError);
+      expect((err as Error).message, row).to.match(/line \d+: malformed row/);
+    }
+    const ok = await readBackup(
+      Readable.from([await backupBytes(7, CREATED, ROW)]),
+      () => Promise.resolve(),
+      () => Promise.resolve(),
+    );
+    expect(ok.rows).to.equal(1);
   });
 
   it('no peer and nothing to restore: rebuilds from a whole stream, starts from what a cut one holds, or refuses to rejoin', async () => {

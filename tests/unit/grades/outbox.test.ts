@@ -7,7 +7,7 @@ import { GradesUnavailableError, GradesWriteUnconfirmedError } from '../../../sr
 import type { GradeUpdate, UserGrade } from '../../../src/grades/model.js';
 import { Outbox, type StreamPort, type WriteReceipt } from '../../../src/grades/outbox.js';
 import { OutboxLog } from '../../../src/grades/outbox-log.js';
-import { decodeReplication } from '../../../src/grades/wire.js';
+import { decodeReplication, encodeReplication } from '../../../src/grades/wire.js';
 import { silentLogger } from '../../../src/log.js';
 
 const SUBJECT = 'grades.set.r1_x';
@@ -141,6 +141,32 @@ describe('grades outbox', () => {
     expect(await b.catch((e: unknown) => e)).to.be.instanceOf(GradesUnavailableError);
     expect(stream.writes()).to.deep.equal([[1, 'u1']]);
     expect(events).to.deep.equal(['stored 1@101']);
+  });
+
+  it("a message someone else put on this replica's subject is never taken as this replica's writes (X7)", async () => {
+    const stream = fakeStream();
+    const { box, events } = await started(stream);
+    expect((await box.submit(up(1))).status).to.equal('stored');
+    // Another writer's genuine message, carrying counters far beyond ours, lands on our subject.
+    stream.stored.push({
+      seq: 150,
+      data: encodeReplication({ origin: 'r2/y', n: 1, updates: [up(90), up(91), up(92), up(93)] }),
+    });
+    // Our next publish expects 101 as the last; it fails, the outbox looks up the subject's last message, and
+    // must not count writes 2.. as stored because a foreign message says n reached 4.
+    const b = box.submit(up(2));
+    let settled: unknown;
+    b.then(
+      (r) => (settled = r),
+      (e: unknown) => (settled = e),
+    );
+    for (let i = 0; i < 40 && settled === undefined; i++) await timers.tickAsync(250);
+    const receipt = await b;
+    expect(receipt.status).to.equal('stored');
+    // Published after the foreign message, and stored exactly once.
+    expect(stream.publish.lastCall.args[2].expectLastSubjectSeq).to.equal(150);
+    expect(stream.writes().filter(([, user]) => user === 'u2')).to.deep.equal([[2, 'u2']]);
+    expect(events).to.deep.equal(['stored 1@101', `stored 2@${(receipt as { seq: number }).seq}`]);
   });
 
   it('without a log, a write while NATS is unreachable is refused at once and nothing is published', async () => {

@@ -3,6 +3,7 @@ import { MessageAuth } from '../../../src/cluster/message-auth.js';
 import type { ReplicationMessage } from '../../../src/grades/model.js';
 import {
   MalformedReplicationMessageError,
+  originSubject,
   ReplicationCodec,
   UnauthenticatedReplicationMessageError,
 } from '../../../src/grades/wire.js';
@@ -58,6 +59,14 @@ describe('grades wire – replication messages authenticated with CLUSTER_SECRET
     for (const refuse of refusals) {
       expect(refuse).to.throw(UnauthenticatedReplicationMessageError).with.property('reason', 'mismatch');
     }
+  });
+
+  it("refuses a genuine message copied onto another writer's subject", () => {
+    const { data, mac } = sealed.encode(msg);
+    expect(sealed.decode(data, mac, originSubject('grades.set', msg.origin))).to.deep.equal(msg);
+    expect(() => sealed.decode(data, mac, originSubject('grades.set', 'r2/ffff')))
+      .to.throw(UnauthenticatedReplicationMessageError)
+      .with.property('reason', 'subject');
   });
 
   it('during a rollover a message sealed with the previous secret still opens', () => {

@@ -205,6 +205,27 @@ describe('token service', () => {
     expect(wrongSecret).to.deep.equal({});
   });
 
+  it('a refusal that never reached the signature check names no subject in the audit record (E3)', async () => {
+    // No signing key yet: the exchange is refused before the worker could verify the subject token, so the
+    // record must not carry the subject a (possibly forged) token claims.
+    const forgedToken = await new SignJWT({ sub: 'admin', aud: 'token-exchange' })
+      .setProtectedHeader({ alg: 'ES256', kid: idp.kid })
+      .setIssuer(idp.issuer)
+      .setExpirationTime('1h')
+      .sign(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey);
+    const saved = key;
+    key = undefined as unknown as SigningKey;
+    try {
+      const decision = {};
+      expect(await refusal(exchangeForm(forgedToken), undefined, decision)).to.equal(
+        'temporarily_unavailable',
+      );
+      expect(decision).to.deep.equal({ provider: 'acme' });
+    } finally {
+      key = saved;
+    }
+  });
+
   it('narrows an authenticated exchange to what both the provider and the client allow', async () => {
     const subject = await idp.sign({ sub: 'u1', aud: 'token-exchange' });
     const auth = basic('svc-a', 'secret-a');
