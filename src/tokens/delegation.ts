@@ -1,14 +1,9 @@
 import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
-import { errors as joseErrors } from 'jose';
 import type { FormParams } from '../http/form.js';
 import type { PublicKey } from '../keys/public-key.js';
 import { OAuthError } from './oauth-error.js';
-import {
-  ProviderUnavailableError,
-  UnknownKeyError,
-  UnusableKeyError,
-  type RemoteJwks,
-} from './remote-jwks.js';
+import { presentedTokenError } from './token-errors.js';
+import type { RemoteJwks } from './remote-jwks.js';
 import type { SignatureProof } from './signing-protocol.js';
 import {
   checkClaims,
@@ -130,7 +125,7 @@ export class Delegation {
         ownClient: null,
       };
     } catch (err) {
-      throw actorTokenError(err);
+      throw presentedTokenError(err, 'actor_token');
     }
   }
 
@@ -190,7 +185,7 @@ export class Delegation {
     try {
       claims = checkClaims(actor.jwt, { ...actor.checks, now });
     } catch (err) {
-      throw actorTokenError(err);
+      throw presentedTokenError(err, 'actor_token');
     }
     const { sub, iss } = claims;
     if (typeof sub !== 'string' || sub.length === 0 || sub.length > 255) {
@@ -236,30 +231,4 @@ export function priorAct(subject: Readonly<Record<string, unknown>>): Record<str
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/** Maps a verification failure of the actor token to its RFC 8693 §2.2.2 error, naming the actor token. */
-function actorTokenError(err: unknown): OAuthError {
-  if (err instanceof OAuthError) {
-    // checkHeader speaks of the subject token; here the token it read is the actor's.
-    return err.message.startsWith('subject_token')
-      ? new OAuthError(err.code, err.message.replace('subject_token', 'actor_token'), { cause: err })
-      : err;
-  }
-  if (err instanceof ProviderUnavailableError) {
-    return new OAuthError('temporarily_unavailable', 'identity provider keys are unavailable', {
-      cause: err,
-    });
-  }
-  if (err instanceof UnknownKeyError) return new OAuthError('invalid_request', 'actor_token key is unknown');
-  if (err instanceof UnusableKeyError) {
-    return new OAuthError('invalid_request', 'actor_token key does not fit its algorithm');
-  }
-  if (err instanceof joseErrors.JWTExpired)
-    return new OAuthError('invalid_request', 'actor_token has expired');
-  if (err instanceof joseErrors.JWTClaimValidationFailed) {
-    return new OAuthError('invalid_request', `actor_token "${err.claim}" claim check failed`);
-  }
-  if (err instanceof joseErrors.JOSEError) return new OAuthError('invalid_request', 'actor_token is invalid');
-  return new OAuthError('server_error', 'internal error', { cause: err });
 }

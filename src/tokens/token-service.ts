@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { errors as joseErrors } from 'jose';
 import type { Clock } from '../clock.js';
 import type { FormParams } from '../http/form.js';
 import type { PublicKey } from '../keys/public-key.js';
@@ -9,12 +8,8 @@ import { grantTargets, mapSubject, type MappedSubject } from './claims.js';
 import { ClientRegistry, presentedCredentials } from './client-auth.js';
 import { actorTokenParam, delegatingClient, Delegation, priorAct, type ActorToken } from './delegation.js';
 import { OAuthError } from './oauth-error.js';
-import {
-  ProviderUnavailableError,
-  UnknownKeyError,
-  UnusableKeyError,
-  type RemoteJwks,
-} from './remote-jwks.js';
+import { presentedTokenError } from './token-errors.js';
+import type { RemoteJwks } from './remote-jwks.js';
 import { ProofFailedError, type Signer } from './signing-pool.js';
 import type { Proofs, SignatureProof } from './signing-protocol.js';
 import { checkClaims, checkHeader, readCompactJwt, type CompactJwt } from './subject-token.js';
@@ -206,7 +201,7 @@ export class TokenService {
       // too checks the signature before the claims). This costs a signature check on refusals only.
       if (!(await this.#o.signer.check(proofs))) throw await this.#forged(decision, proof, actor);
       if (mapped) noteSubject(decision, provider.config, mapped);
-      throw subjectTokenError(err);
+      throw presentedTokenError(err, 'subject_token');
     }
     claims.client_id = exchangeClientId(provider.config, client);
     const ttl = provider.config.tokenTtlS ?? client?.tokenTtlS;
@@ -273,7 +268,7 @@ export class TokenService {
       const key = await provider.jwks.getKey(kid, alg);
       return { provider, jwt, proof: { key, alg, signingInput: jwt.signingInput, signature: jwt.signature } };
     } catch (err) {
-      throw subjectTokenError(err);
+      throw presentedTokenError(err, 'subject_token');
     }
   }
 
@@ -385,29 +380,4 @@ function invalidSignature(decision: TokenDecision): OAuthError {
   delete decision.subject;
   delete decision.externalSubject;
   return new OAuthError('invalid_request', 'subject_token signature is invalid');
-}
-
-/** Maps a verification failure of the subject token to its RFC 8693 §2.2.2 error. */
-function subjectTokenError(err: unknown): OAuthError {
-  if (err instanceof OAuthError) return err;
-  if (err instanceof ProviderUnavailableError) {
-    return new OAuthError('temporarily_unavailable', 'identity provider keys are unavailable', {
-      cause: err,
-      retryAfterS: err.retryAfterS,
-    });
-  }
-  if (err instanceof UnknownKeyError)
-    return new OAuthError('invalid_request', 'subject_token key is unknown');
-  if (err instanceof UnusableKeyError) {
-    return new OAuthError('invalid_request', 'subject_token key does not fit its algorithm');
-  }
-  if (err instanceof joseErrors.JWTExpired)
-    return new OAuthError('invalid_request', 'subject_token has expired');
-  if (err instanceof joseErrors.JWTClaimValidationFailed) {
-    return new OAuthError('invalid_request', `subject_token "${err.claim}" claim check failed`);
-  }
-  if (err instanceof joseErrors.JOSEError) {
-    return new OAuthError('invalid_request', 'subject_token is invalid');
-  }
-  return new OAuthError('server_error', 'internal error', { cause: err });
 }
