@@ -32,3 +32,21 @@ export function createLogger(level: LevelWithSilent, base: Record<string, unknow
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
 }
+
+/**
+ * A URL fit for a log line, an error or `/readyz`: user, password, query and fragment removed (a presigned URL
+ * carries its credentials in the query). A URL with none of them is returned as it was written.
+ */
+export function withoutCredentials(url: string): string {
+  try {
+    const u = new URL(url);
+    if (!u.username && !u.password && !u.search && !u.hash) return url;
+    u.username = '';
+    u.password = '';
+    u.search = '';
+    u.hash = '';
+    return u.toString();
+  } catch {
+    return '(unparseable url)';
+  }
+}

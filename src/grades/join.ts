@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import { request } from 'undici';
 import type { Logger } from 'pino';
 import { AppError, describeError } from '../errors.js';
+import { withoutCredentials } from '../log.js';
 import { readBackup, type BackupHeader } from './backup.js';
 import { BackupRefusedError } from './errors.js';
 import type { StreamIdentity } from './replication.js';
@@ -225,18 +226,7 @@ export async function restoreStandalone(
  * (a presigned `GRADES_RESTORE_FROM` URL carries its credentials there); a file path as it is.
  */
 export function shown(source: string): string {
-  if (!/^https?:\/\//i.test(source)) return source;
-  try {
-    const u = new URL(source);
-    if (!u.username && !u.password && !u.search && !u.hash) return source;
-    u.username = '';
-    u.password = '';
-    u.search = '';
-    u.hash = '';
-    return u.toString();
-  } catch {
-    return '(unparseable url)';
-  }
+  return /^https?:\/\//i.test(source) ? withoutCredentials(source) : source;
 }
 
 function shuffle<T>(items: readonly T[]): T[] {

@@ -8,6 +8,7 @@ import {
 import type { Logger } from 'pino';
 import type { NatsAuth } from '../config.js';
 import { describeError } from '../errors.js';
+import { withoutCredentials } from '../log.js';
 
 /** Where the connection is. */
 export type NatsState = 'connecting' | 'connected' | 'disconnected' | 'closed';
@@ -159,17 +160,5 @@ export class NatsClient {
           break;
       }
     }
-  }
-}
-
-/** A URL fit for a log line: user and password removed. */
-export function withoutCredentials(url: string): string {
-  try {
-    const u = new URL(url);
-    u.username = '';
-    u.password = '';
-    return u.toString();
-  } catch {
-    return '(unparseable url)';
   }
 }

@@ -195,7 +195,7 @@ describe('configuration – cluster trust', () => {
 
 describe('log hygiene', () => {
   it('NATS URLs are logged without their credentials', async () => {
-    const { withoutCredentials } = await import('../../src/nats/connection.js');
+    const { withoutCredentials } = await import('../../src/log.js');
     expect(withoutCredentials('nats://alice:s3cret@127.0.0.1:4222')).to.equal('nats://127.0.0.1:4222');
     expect(withoutCredentials('not a url')).to.equal('(unparseable url)');
   });
