@@ -95,6 +95,10 @@ function outcome(p: Promise<unknown>): { value?: string } {
   const seen: { value?: string } = {};
   p.then(
     (r) => {
+      if (typeof r === 'boolean') {
+        seen.value = String(r);
+        return;
+      }
       const receipt = r as { status: string; n: number; seq?: number };
       seen.value = `${receipt.status} ${receipt.n}${receipt.seq === undefined ? '' : `@${receipt.seq}`}`;
     },
@@ -457,6 +461,48 @@ describe('grades outbox – pinned requirements', () => {
     await timers.tickAsync(0);
     expect(direct.value).to.equal('stored 3@102');
     expect(log.spies.rewrite.callCount).to.equal(1);
+  });
+
+  it('X3: after a restart, a new write behind replayed logged writes is logged too, and stored after them', async () => {
+    const stream = fakeStream();
+    stream.state.hold = true;
+    const log = fakeLog();
+    const writes = [1, 2].map((n) => ({ n, update: up(n) }));
+    const { box, events } = make(stream, { durable: { log: log.log, writes, nextN: 3 } });
+    await box.recover(stream.port);
+    const answer = outcome(box.submit(up(3)));
+    await timers.tickAsync(0);
+    expect(answer.value).to.equal('logged 3');
+    expect(log.appended).to.deep.equal([[3]]);
+    stream.state.hold = false;
+    stream.held.shift()?.();
+    await timers.tickAsync(0);
+    expect(stream.ns()).to.deep.equal([1, 2, 3]);
+    expect(events).to.deep.equal([
+      'logged 3',
+      'stored 1@101 (provisional)',
+      'stored 2@101 (provisional)',
+      'stored 3@102 (provisional)',
+    ]);
+  });
+
+  it('X6: flush() waits until every write is stored, or its time is up, and says which', async () => {
+    const stream = fakeStream();
+    const { box } = make(stream, { durable: { log: fakeLog().log } });
+    await box.recover(stream.port);
+    expect(await box.flush(0)).to.equal(true);
+    stream.state.down = true;
+    await box.submit(up(1));
+    const gaveUp = outcome(box.flush(1000));
+    await timers.tickAsync(990);
+    expect(gaveUp.value).to.equal(undefined);
+    await timers.tickAsync(20);
+    expect(gaveUp.value).to.equal('false');
+    const done = outcome(box.flush(1000));
+    stream.state.down = false;
+    await timers.tickAsync(260);
+    expect(done.value).to.equal('true');
+    expect(stream.ns()).to.deep.equal([1]);
   });
 
   it('X7: a foreign last message is logged with its sequence and why, and taken as holding none of our writes', async () => {
