@@ -25,8 +25,9 @@ const record = (update: GradeUpdate): UserGrade => ({
 /** A fake JetStream subject: stores in order, checks the expected last sequence, can be down or hold acks. */
 function fakeStream() {
   const stored: { seq: number; data: Uint8Array; mac?: string | undefined }[] = [];
-  const state = { down: false, hold: false, loseAck: 0 };
-  const held: (() => void)[] = [];
+  const state = { down: false, hold: false, loseAck: 0, refusePublish: false };
+  /** Held acknowledgements: call with false to fail the publish instead (after it was stored). */
+  const held: ((ok?: boolean) => void)[] = [];
   let seq = 100;
   const publish = sinon.spy(
     (
@@ -34,7 +35,7 @@ function fakeStream() {
       data: Uint8Array,
       o: { msgID: string; timeout: number; expectLastSubjectSeq: number; mac?: string | undefined },
     ): Promise<{ seq: number }> => {
-      if (state.down) return Promise.reject(new Error('no responders'));
+      if (state.down || state.refusePublish) return Promise.reject(new Error('no responders'));
       if (o.expectLastSubjectSeq !== (stored.at(-1)?.seq ?? 0)) {
         return Promise.reject(new Error('wrong last sequence'));
       }
@@ -44,7 +45,11 @@ function fakeStream() {
         state.loseAck--;
         return Promise.reject(new Error('timeout'));
       }
-      if (state.hold) return new Promise((resolve) => held.push(() => resolve({ seq: m.seq })));
+      if (state.hold) {
+        return new Promise((resolve, reject) =>
+          held.push((ok = true) => (ok ? resolve({ seq: m.seq }) : reject(new Error('timeout')))),
+        );
+      }
       return Promise.resolve({ seq: m.seq });
     },
   );
@@ -71,11 +76,27 @@ function fakeStream() {
 function fakeLog() {
   const appended: number[][] = [];
   const rewrites: { ns: number[]; next: number }[] = [];
-  const state = { failAppend: undefined as Error | undefined, failRewrite: undefined as Error | undefined };
+  const state = {
+    failAppend: undefined as Error | undefined,
+    failRewrite: undefined as Error | undefined,
+    hold: false,
+  };
+  /** Appends held until released (with an error to fail them). */
+  const held: ((err?: Error) => void)[] = [];
   const log = {
     append: sinon.spy((writes: readonly LoggedWrite[]) => {
       if (state.failAppend) return Promise.reject(state.failAppend);
-      appended.push(writes.map((w) => w.n));
+      const ns = writes.map((w) => w.n);
+      if (state.hold) {
+        return new Promise<void>((resolve, reject) =>
+          held.push((err) => {
+            if (err) return reject(err);
+            appended.push(ns);
+            resolve();
+          }),
+        );
+      }
+      appended.push(ns);
       return Promise.resolve();
     }),
     rewrite: sinon.spy((writes: readonly LoggedWrite[], next: number) => {
@@ -85,7 +106,7 @@ function fakeLog() {
     }),
     close: sinon.spy(() => Promise.resolve()),
   };
-  return { log: log as unknown as OutboxLog, spies: log, appended, rewrites, state };
+  return { log: log as unknown as OutboxLog, spies: log, appended, rewrites, state, held };
 }
 
 type Stream = ReturnType<typeof fakeStream>;
@@ -110,7 +131,7 @@ function outcome(p: Promise<unknown>): { value?: string } {
 describe('grades outbox – pinned requirements', () => {
   let timers: sinon.SinonFakeTimers;
   beforeEach(() => {
-    timers = sinon.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    timers = sinon.useFakeTimers({ now: 1_700_000_000_000, toFake: ['setTimeout', 'clearTimeout', 'Date'] });
   });
   afterEach(() => timers.restore());
 
@@ -121,6 +142,7 @@ describe('grades outbox – pinned requirements', () => {
       durable?: { log: OutboxLog; writes?: LoggedWrite[]; nextN?: number };
       onStored?: OutboxOptions['onStored'];
       onLogged?: OutboxOptions['onLogged'];
+      maxBatch?: number;
     } = {},
   ) {
     const events: string[] = [];
@@ -149,7 +171,7 @@ describe('grades outbox – pinned requirements', () => {
           for (const w of writes) events.push(`stored ${w.n}@${seq}${w.provisional ? ' (provisional)' : ''}`);
           return Promise.resolve(writes.map((w) => record(w.update)));
         }),
-      maxBatch: 3,
+      maxBatch: o.maxBatch ?? 3,
       ackTimeoutMs: 1000,
       retryMs: 250,
       writeTimeoutMs: 5000,
@@ -494,15 +516,269 @@ describe('grades outbox – pinned requirements', () => {
     stream.state.down = true;
     await box.submit(up(1));
     const gaveUp = outcome(box.flush(1000));
-    await timers.tickAsync(990);
+    await timers.tickAsync(999);
     expect(gaveUp.value).to.equal(undefined);
-    await timers.tickAsync(20);
+    await timers.tickAsync(1);
     expect(gaveUp.value).to.equal('false');
     const done = outcome(box.flush(1000));
     stream.state.down = false;
     await timers.tickAsync(260);
     expect(done.value).to.equal('true');
     expect(stream.ns()).to.deep.equal([1]);
+  });
+
+  it('X6: without a log, a write while NATS is unreachable is refused with the reason, and nothing is queued', async () => {
+    const stream = fakeStream();
+    const { box } = make(stream, { connected: () => false });
+    await box.recover(stream.port);
+    const err = (await box.submit(up(1)).catch((e: unknown) => e)) as Error;
+    expect(err).to.be.instanceOf(GradesUnavailableError);
+    expect(err.message).to.equal('the replication stream is unreachable; the write was not taken');
+    expect(box.size).to.equal(0);
+  });
+
+  it('X3: a write taken while failing adds no retry of its own: still one try per retryMs', async () => {
+    const stream = fakeStream();
+    const { box } = make(stream, { durable: { log: fakeLog().log } });
+    await box.recover(stream.port);
+    stream.state.down = true;
+    const tries = () => stream.publish.callCount + stream.last.callCount;
+    const first = outcome(box.submit(up(1)));
+    await timers.tickAsync(100);
+    const second = outcome(box.submit(up(2)));
+    await timers.tickAsync(0);
+    expect([first.value, second.value]).to.deep.equal(['logged 1', 'logged 2']);
+    const before = tries();
+    await timers.tickAsync(150); // the retry due at 250
+    expect(tries()).to.equal(before + 1);
+    await timers.tickAsync(249); // nothing more until 500
+    expect(tries()).to.equal(before + 1);
+    await timers.tickAsync(1);
+    expect(tries()).to.equal(before + 2);
+  });
+
+  it('X6: stop() does not refuse a write whose log append is under way: it is answered as logged', async () => {
+    const stream = fakeStream();
+    const log = fakeLog();
+    log.state.hold = true;
+    const { box, events } = make(stream, { connected: () => false, durable: { log: log.log } });
+    await box.recover(stream.port);
+    const answer = outcome(box.submit(up(1)));
+    await timers.tickAsync(0);
+    const stopping = box.stop();
+    log.held.shift()?.();
+    await stopping;
+    await timers.tickAsync(0);
+    expect(answer.value).to.equal('logged 1');
+    expect(events).to.deep.equal(['logged 1']);
+    expect(box.pendingLogged().map((w) => w.n)).to.deep.equal([1]);
+  });
+
+  it('X8: a write refused at stop() is never applied afterwards, even if its publish then fails and it is logged', async () => {
+    const stream = fakeStream();
+    stream.state.hold = true;
+    const log = fakeLog();
+    const { box, events } = make(stream, { durable: { log: log.log } });
+    await box.recover(stream.port);
+    const answer = outcome(box.submit(up(1)));
+    await timers.tickAsync(0);
+    await box.stop();
+    await timers.tickAsync(0);
+    expect(answer.value).to.equal(
+      'GradesWriteUnconfirmedError: the stream did not confirm the write within 0 ms; it may still be applied (retrying is safe)',
+    );
+    stream.held.shift()?.(false);
+    await timers.tickAsync(1000);
+    expect(events).to.deep.equal([]);
+  });
+
+  it('X6: NATS disconnected past a retry: the failure is logged once, and the write goes out at the first retry after', async () => {
+    const stream = fakeStream();
+    let connected = false;
+    const { box, warn } = make(stream, { connected: () => connected, durable: { log: fakeLog().log } });
+    await box.recover(stream.port);
+    const answer = outcome(box.submit(up(1)));
+    await timers.tickAsync(600); // retries at 250 and 500 find no connection
+    expect(answer.value).to.equal('logged 1');
+    expect(box.failing).to.equal(true);
+    expect(warn.callCount).to.equal(1);
+    expect(warn.firstCall.args).to.deep.equal([
+      { err: 'GradesUnavailableError: not connected to NATS', waiting: 1 },
+      'grades publish failed; writes are held in order and retried',
+    ]);
+    connected = true;
+    await timers.tickAsync(150);
+    expect(stream.ns()).to.deep.equal([1]);
+    expect(box.failing).to.equal(false);
+  });
+
+  it('X6: once the stream answers the look-up after an outage, new writes are taken again while the retry is in flight', async () => {
+    const stream = fakeStream();
+    const { box } = make(stream);
+    await box.recover(stream.port);
+    stream.state.down = true;
+    const first = outcome(box.submit(up(1)));
+    await timers.tickAsync(0);
+    expect(box.failing).to.equal(true);
+    stream.state.down = false;
+    stream.state.hold = true;
+    await timers.tickAsync(250); // look-up answered, write 1 published again, its ack held
+    expect(stream.publish.callCount).to.equal(2);
+    const second = outcome(box.submit(up(2)));
+    stream.state.hold = false;
+    stream.held.shift()?.();
+    await timers.tickAsync(0);
+    expect([first.value, second.value]).to.deep.equal(['stored 1@101', 'stored 2@102']);
+  });
+
+  it('X3: a lost acknowledgement is found by the look-up: the writes it covered are stored once, the rest published after them', async () => {
+    const stream = fakeStream();
+    const onStored = sinon.spy((writes: readonly { n: number; update: GradeUpdate }[], seq: number) => {
+      void seq;
+      return Promise.resolve(writes.map((w) => record(w.update)));
+    });
+    const { box } = make(stream, { durable: { log: fakeLog().log }, onStored });
+    await box.recover(stream.port);
+    stream.state.loseAck = 1;
+    const answers = [1, 2, 3].map((i) => outcome(box.submit(up(i))));
+    await timers.tickAsync(0); // write 1 stored, its ack lost; 2 and 3 logged behind it
+    expect(answers.map((a) => a.value)).to.deep.equal(['logged 1', 'logged 2', 'logged 3']);
+    await timers.tickAsync(250);
+    expect(stream.ns()).to.deep.equal([1, 2, 3]);
+    expect(onStored.args.map(([writes, seq]) => `${writes.map((w) => w.n).join(',')}@${seq}`)).to.deep.equal([
+      '1@101',
+      '2,3@102',
+    ]);
+    await timers.tickAsync(1000);
+    expect(onStored.callCount).to.equal(2);
+    expect(box.size).to.equal(0);
+    expect(box.failing).to.equal(false);
+  });
+
+  it('X3: a write the look-up found stored is stored once, even when publishing the ones behind it fails again', async () => {
+    const stream = fakeStream();
+    const onStored = sinon.spy((writes: readonly { n: number; update: GradeUpdate }[], seq: number) => {
+      void seq;
+      return Promise.resolve(writes.map((w) => record(w.update)));
+    });
+    const log = fakeLog();
+    const { box } = make(stream, { durable: { log: log.log }, onStored });
+    await box.recover(stream.port);
+    stream.state.loseAck = 1;
+    [1, 2, 3].map((i) => outcome(box.submit(up(i))));
+    await timers.tickAsync(0);
+    stream.state.refusePublish = true; // look-ups answer, publishes fail
+    await timers.tickAsync(1000);
+    stream.state.refusePublish = false;
+    await timers.tickAsync(250);
+    expect(stream.ns()).to.deep.equal([1, 2, 3]);
+    expect(onStored.args.map(([writes, seq]) => `${writes.map((w) => w.n).join(',')}@${seq}`)).to.deep.equal([
+      '1@101',
+      '2,3@102',
+    ]);
+    // Write 1 went to the log once.
+    expect(log.appended.flat().filter((n) => n === 1)).to.deep.equal([1]);
+  });
+
+  it('X7: a foreign origin is logged cut to 100 characters', async () => {
+    const stream = fakeStream();
+    const long = 'o'.repeat(150);
+    stream.put(long, 1, 1);
+    const { box, error } = make(stream);
+    await box.recover(stream.port);
+    expect((error.firstCall.args[0] as { why: string }).why).to.equal(`written by "${'o'.repeat(100)}"`);
+  });
+
+  it('X8: a write the stream stores while its log append is under way is answered as stored and never applied as logged', async () => {
+    const stream = fakeStream();
+    const log = fakeLog();
+    log.state.hold = true;
+    const { box, events } = make(stream, {
+      durable: { log: log.log, writes: [{ n: 1, update: up(1) }], nextN: 2 },
+    });
+    await box.recover(stream.port); // write 1 replayed: a new write is logged behind it
+    const answer = outcome(box.submit(up(2)));
+    await timers.tickAsync(0);
+    expect(events).to.deep.equal(['stored 1@101 (provisional)', 'stored 2@102']);
+    expect(answer.value).to.equal('stored 2@102');
+    log.held.shift()?.();
+    await timers.tickAsync(0);
+    expect(events).to.deep.equal(['stored 1@101 (provisional)', 'stored 2@102']);
+    expect(box.pendingLogged()).to.deep.equal([]);
+  });
+
+  it('X6: a failure to apply a logged write reaches its caller', async () => {
+    const stream = fakeStream();
+    const { box } = make(stream, {
+      connected: () => false,
+      durable: { log: fakeLog().log },
+      onLogged: () => Promise.reject(new Error('apply failed')),
+    });
+    await box.recover(stream.port);
+    const err = (await box.submit(up(1)).catch((e: unknown) => e)) as Error;
+    expect(err.message).to.equal('apply failed');
+  });
+
+  it('X3: a write whose log append fails leaves only itself; a sent one stays and lands in order', async () => {
+    const stream = fakeStream();
+    const log = fakeLog();
+    let connected = false;
+    const { box } = make(stream, { connected: () => connected, durable: { log: log.log } });
+    await box.recover(stream.port);
+    const kept = outcome(box.submit(up(1)));
+    await timers.tickAsync(0);
+    log.state.failAppend = new Error('ENOSPC');
+    const lost = outcome(box.submit(up(2)));
+    await timers.tickAsync(0);
+    expect(kept.value).to.equal('logged 1');
+    expect(lost.value).to.equal('GradesUnavailableError: could not keep the write in the outbox log');
+    expect(box.pendingLogged().map((w) => w.n)).to.deep.equal([1]);
+    log.state.failAppend = undefined;
+    connected = true;
+    await timers.tickAsync(250);
+    expect(stream.ns()).to.deep.equal([1]);
+
+    // Sent, then its publish failed, then the log refused it: the stream may hold it, so it stays in order.
+    stream.state.hold = true;
+    const sent = outcome(box.submit(up(3)));
+    await timers.tickAsync(0);
+    log.state.failAppend = new Error('ENOSPC');
+    stream.held.shift()?.(false); // stored, acknowledgement lost
+    await timers.tickAsync(0);
+    expect(sent.value).to.match(/^Grades/);
+    expect(box.size).to.equal(1);
+    stream.state.hold = false;
+    log.state.failAppend = undefined;
+    await timers.tickAsync(250);
+    expect(stream.ns()).to.deep.equal([1, 3]);
+    expect(box.size).to.equal(0);
+  });
+
+  it('X6: the log is rewritten when no logged write is left, or once 1024 stored lines wait, not before', async () => {
+    const stream = fakeStream();
+    const log = fakeLog();
+    let connected = false;
+    const { box } = make(stream, { connected: () => connected, durable: { log: log.log }, maxBatch: 4 });
+    await box.recover(stream.port);
+    await Promise.all(Array.from({ length: 1030 }, (_, i) => box.submit(up(i + 1))));
+    stream.state.hold = true;
+    connected = true;
+    await timers.tickAsync(250);
+    const release = async (messages: number) => {
+      for (let i = 0; i < messages; i++) {
+        stream.held.shift()?.();
+        await timers.tickAsync(0);
+      }
+    };
+    await release(255); // 1020 stored
+    expect(log.rewrites).to.deep.equal([]);
+    await release(1); // 1024 stored
+    expect(log.rewrites.map((r) => [r.ns.length, r.ns[0], r.next])).to.deep.equal([[6, 1025, 1031]]);
+    await release(1); // 1028: 4 stored lines wait, 2 logged writes left
+    expect(log.rewrites).to.have.length(1);
+    await release(1);
+    expect(log.rewrites.map((r) => r.ns.length)).to.deep.equal([6, 0]);
+    expect(stream.ns()).to.have.length(1030);
   });
 
   it('X7: a foreign last message is logged with its sequence and why, and taken as holding none of our writes', async () => {
