@@ -691,13 +691,18 @@ describe('grades outbox – pinned requirements', () => {
 
   it('X8: a write the stream stores while its log append is under way is answered as stored and never applied as logged', async () => {
     const stream = fakeStream();
+    stream.state.hold = true;
     const log = fakeLog();
     log.state.hold = true;
     const { box, events } = make(stream, {
       durable: { log: log.log, writes: [{ n: 1, update: up(1) }], nextN: 2 },
     });
-    await box.recover(stream.port); // write 1 replayed: a new write is logged behind it
+    await box.recover(stream.port); // write 1 replayed and in flight: a new write is logged behind it
     const answer = outcome(box.submit(up(2)));
+    await timers.tickAsync(0);
+    expect(log.spies.append.callCount).to.equal(1);
+    stream.state.hold = false;
+    stream.held.shift()?.();
     await timers.tickAsync(0);
     expect(events).to.deep.equal(['stored 1@101 (provisional)', 'stored 2@102']);
     expect(answer.value).to.equal('stored 2@102');
@@ -705,6 +710,40 @@ describe('grades outbox – pinned requirements', () => {
     await timers.tickAsync(0);
     expect(events).to.deep.equal(['stored 1@101 (provisional)', 'stored 2@102']);
     expect(box.pendingLogged()).to.deep.equal([]);
+  });
+
+  it('X8: with a log, a caller waits for its write however long the publish takes: stored or logged, never unconfirmed', async () => {
+    const stream = fakeStream();
+    stream.state.hold = true;
+    const { box } = make(stream, { durable: { log: fakeLog().log } });
+    await box.recover(stream.port);
+    const answer = outcome(box.submit(up(1)));
+    await timers.tickAsync(60_000);
+    expect(answer.value).to.equal(undefined);
+    stream.held.shift()?.();
+    await timers.tickAsync(0);
+    expect(answer.value).to.equal('stored 1@101');
+  });
+
+  it('X6: an outage that leaves nothing to publish ends when the stream answers a look-up: writes are taken again', async () => {
+    const stream = fakeStream();
+    let connected = true;
+    const { box } = make(stream, { connected: () => connected });
+    const early = outcome(box.submit(up(1))); // taken before recover(): it waits for it
+    connected = false;
+    await box.recover(stream.port); // the publish finds no connection: the unsent write is refused
+    await timers.tickAsync(0);
+    expect(early.value).to.equal(
+      'GradesUnavailableError: the replication stream is unreachable; the write was not taken',
+    );
+    expect(box.size).to.equal(0);
+    expect(box.failing).to.equal(true);
+    connected = true;
+    await timers.tickAsync(250); // the retry's look-up answers
+    expect(box.failing).to.equal(false);
+    const later = outcome(box.submit(up(2)));
+    await timers.tickAsync(0);
+    expect(later.value).to.equal('stored 2@101');
   });
 
   it('X6: a failure to apply a logged write reaches its caller', async () => {
