@@ -54,7 +54,7 @@ const GROUPS: Record<string, Group> = {
   },
   'grades-outbox': {
     mutate: ['src/grades/outbox.ts'],
-    tests: ['tests/unit/grades/outbox.test.ts'],
+    tests: ['tests/unit/grades/outbox.test.ts', 'tests/unit/grades/outbox.pins.test.ts'],
   },
   'key-reads': {
     mutate: ['src/keys/public-key-reads.ts'],

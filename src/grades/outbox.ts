@@ -302,8 +302,12 @@ export class Outbox {
       const stored = await this.#lookup(port);
       this.#failing = false;
       while (held < batch.length && (batch[held] as Entry).n <= stored) held++;
-      if (held > 0) this.#stored(batch.slice(0, held), this.#lastSubjectSeq ?? 0);
-      if (held === batch.length) return held;
+      // Those leave the queue at once (the round goes on with the rest): were they published with the rest, a
+      // failure would keep them queued, and every retry would find and apply them again.
+      if (held > 0) {
+        this.#stored(batch.slice(0, held), this.#lastSubjectSeq ?? 0);
+        return held;
+      }
     }
     let rest = batch.slice(held);
     let encoded = this.#encode(rest);

@@ -50,6 +50,21 @@ describe('ordered queue – pinned requirements', () => {
     expect(queue.items).to.deep.equal([items[2], items[3]]);
   });
 
+  it('X3/FT3: an item removed from the middle of a batch while it is out: the delivered head leaves, nothing behind it', async () => {
+    const queue = new OrderedQueue<number>();
+    for (const n of [1, 2, 3, 4]) queue.push(n);
+    const result = await queue.drain(
+      async () => {
+        queue.remove((n) => n === 2); // set aside meanwhile; 1 is still the head
+        return 2; // items 1 and 2 delivered
+      },
+      3,
+      () => queue.size > 2,
+    );
+    expect(result).to.deep.equal({ delivered: 2 });
+    expect(queue.items).to.deep.equal([3, 4]);
+  });
+
   it('FT3: remove keeps the queue as it is when nothing matches, and returns what it removed', () => {
     const queue = new OrderedQueue<number>();
     for (const n of [1, 2, 3]) queue.push(n);
