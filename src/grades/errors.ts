@@ -12,12 +12,9 @@ export class GradesUnavailableError extends AppError {
  * retried in order), so the client may retry it or read it back later.
  */
 export class GradesWriteUnconfirmedError extends AppError {
-  constructor(ms: number) {
-    super(
-      'UNCONFIRMED',
-      `the stream did not confirm the write within ${ms} ms; it may still be applied (retrying is safe)`,
-      { retryAfterS: 1 },
-    );
+  /** `why`: what left the outcome unknown, e.g. "the stream did not confirm the write within 10000 ms". */
+  constructor(why: string) {
+    super('UNCONFIRMED', `${why}; it may still be applied (retrying is safe)`, { retryAfterS: 1 });
   }
 }
 

@@ -257,7 +257,7 @@ export class Outbox {
         e.settled = true;
         e.reject?.(
           e.sent
-            ? new GradesWriteUnconfirmedError(0)
+            ? new GradesWriteUnconfirmedError('the replica stopped before the stream confirmed the write')
             : new GradesUnavailableError('the grades replica is stopping'),
         );
       }
@@ -435,7 +435,11 @@ export class Outbox {
       this.#queue.remove((e) => e === entry);
       entry.reject?.(new GradesUnavailableError('the replication stream did not take the write in time'));
     } else {
-      entry.reject?.(new GradesWriteUnconfirmedError(this.#o.writeTimeoutMs));
+      entry.reject?.(
+        new GradesWriteUnconfirmedError(
+          `the stream did not confirm the write within ${this.#o.writeTimeoutMs} ms`,
+        ),
+      );
     }
   }
 
@@ -466,10 +470,17 @@ export class Outbox {
           if (!e.sent) {
             this.#queue.remove((x) => x === e);
             this.#forget(e);
+            e.reject?.(
+              new GradesUnavailableError('could not keep the write in the outbox log', { cause: err }),
+            );
+          } else {
+            // Already in a publish: it stays queued and may well be stored, so "nothing changed" would be a lie.
+            e.reject?.(
+              new GradesWriteUnconfirmedError(
+                'the write was sent to the stream but could not be kept in the outbox log',
+              ),
+            );
           }
-          e.reject?.(
-            new GradesUnavailableError('could not keep the write in the outbox log', { cause: err }),
-          );
         }
       },
     );

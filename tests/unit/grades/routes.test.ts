@@ -71,7 +71,9 @@ describe('grades routes – what each outcome of a write answers', () => {
     expect(refused).to.deep.include({ status: 503, headers: { 'retry-after': '1' } });
     expect(refused.body.error).to.equal('unavailable');
     const unconfirmed = toErrorResponse(
-      await answer(() => Promise.reject(new GradesWriteUnconfirmedError(10))).catch((e: unknown) => e),
+      await answer(() =>
+        Promise.reject(new GradesWriteUnconfirmedError('the stream did not confirm the write within 10 ms')),
+      ).catch((e: unknown) => e),
     );
     expect(unconfirmed).to.deep.include({ status: 503, headers: { 'retry-after': '1' } });
     expect(unconfirmed.body.error).to.equal('unconfirmed');
