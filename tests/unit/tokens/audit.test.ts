@@ -1,9 +1,19 @@
 import { expect } from 'chai';
+import sinon from 'sinon';
+import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '../../../src/errors.js';
-import { fileAuditSink, RequestIds, TokenAudit, type AuditSink } from '../../../src/tokens/audit.js';
+import {
+  AUDIT_FLUSH_MS,
+  AUDIT_MAX_WRITE,
+  fileAuditSink,
+  LineBatches,
+  RequestIds,
+  TokenAudit,
+  type AuditSink,
+} from '../../../src/tokens/audit.js';
 
 /** A sink that keeps its lines. */
 function memorySink(): AuditSink & { lines: string[] } {
@@ -72,6 +82,74 @@ describe('token audit log', () => {
       for (const line of lines) sink.write(line);
       await sink.close();
       expect(await readFile(path, 'utf8')).to.equal(lines.join(''));
+    });
+
+    it('gathers lines into writes of whole lines of at most PIPE_BUF bytes; a longer line goes alone', async () => {
+      const clock = sinon.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+      try {
+        const writes: string[] = [];
+        let onClose: (() => void) | undefined;
+        const sink = new LineBatches({
+          write: (text) => writes.push(text),
+          flushSync: () => undefined,
+          end: () => onClose?.(),
+          once: (_event, listener) => (onClose = listener),
+        });
+        // Multi-byte characters: the bound is in bytes, not characters.
+        const lines = Array.from(
+          { length: 1000 },
+          (_, i) => `${JSON.stringify({ n: i, who: 'é'.repeat(i % 50) })}\n`,
+        );
+        const long = `${JSON.stringify({ pad: 'x'.repeat(AUDIT_MAX_WRITE) })}\n`;
+        lines.splice(500, 0, long);
+        for (const line of lines) sink.write(line);
+        const beforeTimer = writes.length;
+        expect(beforeTimer).to.be.above(10);
+        // What is left waits at most AUDIT_FLUSH_MS.
+        await clock.tickAsync(AUDIT_FLUSH_MS);
+        expect(writes.length).to.equal(beforeTimer + 1);
+        expect(writes.join('')).to.equal(lines.join(''));
+        for (const text of writes) {
+          expect(text.endsWith('\n')).to.equal(true);
+          if (text !== long) expect(Buffer.byteLength(text)).to.be.at.most(AUDIT_MAX_WRITE);
+        }
+        expect(writes).to.include(long);
+        // Full batches: each would have overflowed with the first line of the next.
+        for (let i = 0; i + 1 < writes.length; i++) {
+          const next = writes[i + 1]!;
+          const firstOfNext = next.slice(0, next.indexOf('\n') + 1);
+          expect(Buffer.byteLength(writes[i]!) + Buffer.byteLength(firstOfNext)).to.be.above(AUDIT_MAX_WRITE);
+        }
+        sink.write('{"last":true}\n');
+        await sink.close();
+        expect(writes.at(-1)).to.equal('{"last":true}\n');
+        sink.write('{"after":"close"}\n');
+        await clock.tickAsync(AUDIT_FLUSH_MS);
+        expect(writes.join('')).to.equal(`${lines.join('')}{"last":true}\n`);
+      } finally {
+        clock.restore();
+      }
+    });
+
+    it('an exit that never closed the sink (a crash) still writes every line gathered', async () => {
+      const path = join(dir, 'crash.log');
+      const module = new URL('../../../src/tokens/audit.ts', import.meta.url).href;
+      const script = `
+        const { fileAuditSink } = await import(${JSON.stringify(module)});
+        const sink = fileAuditSink({ path: ${JSON.stringify(path)} });
+        for (let i = 0; i < 2000; i++) sink.write(JSON.stringify({ n: i }) + '\\n');
+        setImmediate(() => process.exit(3));
+      `;
+      const code = await new Promise<number | null>((resolve) => {
+        const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+          stdio: 'inherit',
+        });
+        child.once('exit', resolve);
+      });
+      expect(code).to.equal(3);
+      const written = (await readFile(path, 'utf8')).split('\n').filter(Boolean);
+      expect(written).to.have.length(2000);
+      expect(written.at(-1)).to.equal('{"n":1999}');
     });
 
     it('a path that cannot be opened stops start-up with a configuration error naming the setting', async () => {

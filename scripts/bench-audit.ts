@@ -1,0 +1,118 @@
+/**
+ * What the audit log's writing costs per line, in process CPU (main thread and libuv's pool together, read with
+ * `process.cpuUsage`), for the sink the service uses (`LineBatches` in front of sonic-boom) next to sonic-boom
+ * alone, configured as the sink was before (`minLength` 2048, `maxWrite` 4096, `periodicFlush` 100), both
+ * writing to a pipe drained by `cat`, as stdout is under a container runtime. Lines come a few at a time between
+ * turns of the event loop, as requests bring them. Baseline and subject alternate; medians and ranges are printed.
+ *
+ *   node --import tsx scripts/bench-audit.ts [--rounds 7] [--seconds 2]
+ */
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, openSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { AUDIT_MAX_WRITE, LineBatches, type AuditSink } from '../src/tokens/audit.js';
+import { median } from './lib/load.js';
+
+const { values } = parseArgs({
+  options: { rounds: { type: 'string', default: '7' }, seconds: { type: 'string', default: '2' } },
+});
+const ROUNDS = Number(values.rounds);
+const SECONDS = Number(values.seconds);
+/** Lines written per turn of the event loop. */
+const PER_TURN = 8;
+
+const dir = mkdtempSync(join(tmpdir(), 'bench-audit-'));
+const fifo = join(dir, 'pipe');
+execFileSync('mkfifo', [fifo]);
+const drain = spawn('sh', ['-c', `cat "${fifo}" > /dev/null`], { stdio: 'ignore' });
+const fd = openSync(fifo, 'w');
+
+const line = (i: number) =>
+  `${JSON.stringify({
+    audit: 'token',
+    time: Date.now(),
+    replica: 'r1',
+    requestId: `bench-${i.toString(36)}`,
+    grant: 'urn:ietf:params:oauth:grant-type:token-exchange',
+    clientId: 'bench-client',
+    provider: 'acme',
+    externalSubject: `user-${i % 1000}@acme.example`,
+    subject: `acme|user-${i % 1000}`,
+    audience: ['orders'],
+    scope: null,
+    jti: '6f1c1c0e-5d1b-4b8e-9d1a-3c1f0b8f2a9e',
+    kid: 'k-2026-11-27T00:00:00Z-abcd',
+    outcome: 'issued',
+    error: null,
+  })}\n`;
+
+const sinks: Record<string, () => AuditSink> = {
+  'sonic-boom alone': () => {
+    const stream = pino.destination({
+      fd,
+      sync: false,
+      minLength: 2048,
+      maxWrite: AUDIT_MAX_WRITE,
+      periodicFlush: 100,
+    });
+    return {
+      write: (l) => void stream.write(l),
+      close: () => new Promise<void>((r) => stream.flush(() => r())),
+    };
+  },
+  'line batches': () => {
+    const stream = pino.destination({ fd, sync: false, minLength: 0, maxWrite: AUDIT_MAX_WRITE });
+    const sink = new LineBatches(stream);
+    return {
+      write: (l) => sink.write(l),
+      // Hands what is gathered to sonic-boom without closing the shared descriptor.
+      close: async () => {
+        sink.write('');
+        await new Promise((r) => setTimeout(r, 150));
+        await new Promise<void>((r) => stream.flush(() => r()));
+      },
+    };
+  },
+};
+
+/** CPU microseconds per line while `sink` takes lines for SECONDS. */
+async function round(make: () => AuditSink): Promise<number> {
+  const sink = make();
+  let n = 0;
+  const start = process.cpuUsage();
+  const until = Date.now() + SECONDS * 1000;
+  await new Promise<void>((resolve) => {
+    const turn = () => {
+      for (let i = 0; i < PER_TURN; i++) sink.write(line(n++));
+      if (Date.now() < until) setImmediate(turn);
+      else resolve();
+    };
+    turn();
+  });
+  await sink.close();
+  const used = process.cpuUsage(start);
+  return (used.user + used.system) / n;
+}
+
+const results: Record<string, number[]> = Object.fromEntries(Object.keys(sinks).map((k) => [k, []]));
+for (let r = 0; r < ROUNDS; r++) {
+  for (const [name, make] of Object.entries(sinks)) results[name]!.push(await round(make));
+}
+console.log(
+  `audit sink: ${ROUNDS} rounds × ${SECONDS}s each, ${PER_TURN} lines a turn, into a pipe; CPU per line (line built included)`,
+);
+for (const [name, us] of Object.entries(results)) {
+  console.log(
+    `  ${name.padEnd(18)} ${median(us).toFixed(2)} µs  (${Math.min(...us).toFixed(2)}–${Math.max(...us).toFixed(2)})`,
+  );
+}
+const ratios = results['sonic-boom alone']!.map((b, i) => b / results['line batches']![i]!);
+console.log(
+  `  ratio              ${median(ratios).toFixed(2)}x less CPU per line (median of paired rounds, ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`,
+);
+drain.kill();
+rmSync(dir, { recursive: true, force: true });
+process.exit(0);
