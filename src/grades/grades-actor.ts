@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { Actor } from '../actor/actor.js';
 import { BACKUP_COLUMNS, csvField, type BackupSource } from './backup.js';
 import type { GradeUpdate, ReplicationMessage, UserGrade } from './model.js';
-import { GradeStore, type BackupRow } from './store.js';
+import { GradeStore, type BackupCursor, type BackupRow } from './store.js';
 import { lastN } from './wire.js';
 
 /** Quotes a CSV field when it needs it (RFC 4180); defined beside the backup's reader. */
@@ -87,7 +87,7 @@ export interface GradesActorState {
  */
 export class GradesActor extends Actor<GradesMessage, GradesReplies> {
   readonly #store = new GradeStore();
-  readonly #backups = new Map<number, Iterator<[string, Float64Array]>>();
+  readonly #backups = new Map<number, BackupCursor>();
   #nextBackup = 1;
   #position = 0;
   #streamCreated = '';
