@@ -1,0 +1,105 @@
+import { expect } from 'chai';
+import { FIELDS, type UserGrade } from '../../../src/grades/model.js';
+import { GradeStore, MAX_RECORDS } from '../../../src/grades/store.js';
+
+// G3 at scale: the store keeps records in an index and chunked 32-bit columns, widened to float64 when a value
+// or sequence needs it. Whatever the layout does, every record must read back exactly as written, in the merge
+// rule's terms, next to a plain model.
+
+const plain = (s: string) => s;
+const record = (user_id: string, v: readonly number[]): UserGrade => ({
+  user_id,
+  postpaid_limit: v[0] ?? 0,
+  spp: v[1] ?? 0,
+  shipping_fee: v[2] ?? 0,
+  return_fee: v[3] ?? 0,
+});
+
+describe('grade store – layout at scale (slots, chunks, widening)', () => {
+  it('G3: 140,000 records across chunk boundaries read back as written, in insertion order, by get, rows and csv', () => {
+    const store = new GradeStore();
+    const n = 140_000; // the first chunk grows from 256 records, then chunks of 65,536 follow
+    for (let i = 0; i < n; i++) {
+      store.applyStored({ user_id: `user-${i}`, postpaid_limit: i, spp: 0 - i, return_fee: i % 7 }, i + 1);
+    }
+    expect(store.size).to.equal(n);
+    for (const i of [0, 255, 256, 511, 65_535, 65_536, 131_071, 131_072, n - 1]) {
+      expect(store.get(`user-${i}`), `user-${i}`).to.deep.equal(record(`user-${i}`, [i, 0 - i, 0, i % 7]));
+    }
+    let i = 0;
+    const wrong: string[] = []; // chai's deep equal on every row would take seconds
+    for (const row of store.rows()) {
+      const want = `user-${i} ${i},${0 - i},0,${i % 7} ${i + 1},${i + 1},0,${i + 1}`;
+      const got = `${row.user_id} ${row.values.join(',')} ${row.seqs.join(',')}`;
+      if (got !== want) wrong.push(got);
+      i++;
+    }
+    expect(wrong).to.deep.equal([]);
+    expect(i).to.equal(n);
+    const cursor = store.backupCursor();
+    let lines = 0;
+    for (
+      let text = store.csvLines(cursor, 50_000, plain, '');
+      text !== '';
+      text = store.csvLines(cursor, 50_000, plain, '')
+    )
+      lines += text.split('\n').length - 1;
+    expect(lines).to.equal(n);
+  });
+
+  it('G3: values and sequences beyond 32 bits widen their chunk and stay exact; the others keep theirs', () => {
+    const store = new GradeStore();
+    for (let i = 0; i < 70_000; i++) store.applyStored({ user_id: `u${i}`, spp: i }, 1);
+    const narrow = store.columnBytes;
+    const big = [2 ** 31, -(2 ** 31) - 1, Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER];
+    store.applyStored(
+      { user_id: 'u5', postpaid_limit: big[0], spp: big[1], shipping_fee: big[2], return_fee: big[3] },
+      2 ** 32 + 5,
+    );
+    expect(store.get('u5')).to.deep.equal(record('u5', big));
+    expect([...store.rows()][5]?.seqs).to.deep.equal([2 ** 32 + 5, 2 ** 32 + 5, 2 ** 32 + 5, 2 ** 32 + 5]);
+    // The first chunk (65,536 records, 32 bytes each) doubled in width; the second did not.
+    expect(store.columnBytes - narrow).to.equal(65_536 * 32);
+    // Values of other records in the widened chunk are unchanged, and the merge rule still holds there.
+    expect(store.get('u6')?.spp).to.equal(6);
+    store.applyStored({ user_id: 'u5', spp: 1 }, 2 ** 32 + 4); // older: loses
+    expect(store.get('u5')?.spp).to.equal(big[1]);
+    store.applyStored({ user_id: 'u5', spp: 1 }, 2 ** 32 + 5); // same message: wins
+    expect(store.get('u5')?.spp).to.equal(1);
+    // A sequence of 2^31 (past int32) in the narrow second chunk.
+    store.applyStored({ user_id: 'u69999', spp: 3 }, 2 ** 31);
+    store.applyStored({ user_id: 'u69999', spp: 4 }, 2 ** 31 - 1); // older: loses
+    expect(store.get('u69999')?.spp).to.equal(3);
+    expect(store.csvLines(store.backupCursor(), 1, plain, '')).to.equal(`u0,0,0,0,0,0,1,0,0\n`);
+  });
+
+  it('G3: a standalone write and a backup row widen a chunk the same way', () => {
+    const store = new GradeStore();
+    store.applyUnreplicated({ user_id: 'a', return_fee: 2 ** 40 });
+    store.load({ user_id: 'b', values: [1, 2, 3, -(2 ** 45)], seqs: [0, 2 ** 33, 0, 7] });
+    expect(store.get('a')).to.deep.equal(record('a', [0, 0, 0, 2 ** 40]));
+    expect([...store.rows()]).to.deep.equal([
+      { user_id: 'a', values: [0, 0, 0, 2 ** 40], seqs: [0, 0, 0, 0] },
+      { user_id: 'b', values: [1, 2, 3, -(2 ** 45)], seqs: [0, 2 ** 33, 0, 7] },
+    ]);
+  });
+
+  it('G3: a small store holds a small first chunk, and clear() gives its columns back', () => {
+    const store = new GradeStore();
+    expect(store.columnBytes).to.equal(0);
+    store.applyStored({ user_id: 'a', spp: 1 }, 1);
+    expect(store.columnBytes).to.equal(256 * 2 * FIELDS.length * 4);
+    for (let i = 0; i < 300; i++) store.applyStored({ user_id: `b${i}`, spp: 1 }, 1);
+    expect(store.columnBytes).to.equal(512 * 2 * FIELDS.length * 4);
+    store.clear();
+    expect(store.columnBytes).to.equal(0);
+    expect(store.size).to.equal(0);
+    store.applyStored({ user_id: 'c', spp: 2 }, 1);
+    expect(store.get('c')?.spp).to.equal(2);
+    expect(store.get('a')).to.equal(undefined);
+  });
+
+  it("G3: the most records is V8's Map limit, 2^24", () => {
+    expect(MAX_RECORDS).to.equal(2 ** 24);
+  });
+});
