@@ -210,17 +210,17 @@ export async function readBackup(
     await push({ ...row, user_id: ownString(row.user_id) });
   };
   /** The line in `buf` from `start` to `end` (its `\n` left out); `last` when the input ended without one. */
+  /** A line the fast path did not take (or the first rows, before the header is reported). */
   const bytes = async (buf: Buffer, start: number, end: number, last: boolean): Promise<void> => {
-    const cr = buf.indexOf(CR, start);
-    if (cr < 0 || cr >= end) {
-      const row = lineNo >= 2 ? fastRow(buf, start, end) : undefined;
-      if (!row) return line(buf.toString('utf8', start, end));
+    const row = lineNo >= 2 ? fastRow(buf, start, end) : undefined;
+    if (row) {
       lineNo++;
-      if (!header) await reportHeader();
+      await reportHeader();
       return push(row);
     }
-    // `\r\n` ends a line, and so does a lone `\r` (readline's rule); a final `\r` leaves no empty line after it.
     let text = buf.toString('utf8', start, end);
+    if (!text.includes('\r')) return line(text);
+    // `\r\n` ends a line, and so does a lone `\r` (readline's rule); a final `\r` leaves no empty line after it.
     if (text.endsWith('\r')) text = text.slice(0, -1);
     const parts = text.split('\r');
     if (last && parts[parts.length - 1] === '') parts.pop();
@@ -232,7 +232,17 @@ export async function readBackup(
       const buf = carry ? Buffer.concat([carry, chunk]) : chunk;
       let start = 0;
       for (let nl = buf.indexOf(LF, start); nl >= 0; nl = buf.indexOf(LF, start)) {
-        await bytes(buf, start, nl, false);
+        // The common case without a promise per line: a plain record once the header is reported.
+        const row = header ? fastRow(buf, start, nl) : undefined;
+        if (row) {
+          lineNo++;
+          count++;
+          batch.push(row);
+          if (batch.length >= batchRows) {
+            await onRows(batch);
+            batch = [];
+          }
+        } else await bytes(buf, start, nl, false);
         start = nl + 1;
       }
       carry = start < buf.length ? buf.subarray(start) : undefined;
@@ -255,7 +265,8 @@ const QUOTE = 0x22;
 /**
  * A record row read from its bytes, or undefined when it is not plainly valid (the general path then decides):
  * a `user_id` of 1 to 256 characters without control characters and with no quote or comma, eight plain decimal
- * safe integers (the sequences not negative), and the three metadata columns, unquoted. What it accepts is
+ * safe integers (the sequences not negative), and the three metadata columns, unquoted. A line with a `\r` (a
+ * line end readline would see) is never one. What it accepts is
  * exactly what {@link recordRow} accepts for such a line; `tests/unit/grades/backup-reader.property.test.ts`
  * holds the two to each other.
  */
@@ -271,7 +282,8 @@ export function fastRow(buf: Buffer, start: number, end: number): BackupRow | un
   if (p === start || p === end || (ascii && p - start > 256)) return undefined;
   const userId = buf.toString(ascii ? 'latin1' : 'utf8', start, p);
   if (!ascii && !userIdSchema.safeParse(userId).success) return undefined;
-  const numbers: number[] = [];
+  const values: number[] = [];
+  const seqs: number[] = [];
   for (let k = 0; k < 2 * FIELDS.length; k++) {
     if (p === end) return undefined;
     p++; // the comma
@@ -289,17 +301,18 @@ export function fastRow(buf: Buffer, start: number, end: number): BackupRow | un
     if (digits === 0 || digits > 16 || n > Number.MAX_SAFE_INTEGER) return undefined;
     if (buf[first] === 0x30 && (digits > 1 || negative)) return undefined; // 007, -0
     if (negative && k >= FIELDS.length) return undefined; // a negative sequence
-    numbers.push(negative ? -n : n);
+    if (k < FIELDS.length) values.push(negative ? -n : n);
+    else seqs.push(n);
   }
-  // The metadata columns: three, none quoted (their content is not read for a record).
+  // The metadata columns: three, none quoted, no `\r` (their content is not read for a record).
   let commas = 0;
   for (; p < end; p++) {
     const b = buf[p] as number;
     if (b === COMMA) commas++;
-    else if (b === QUOTE) return undefined;
+    else if (b === QUOTE || b === CR) return undefined;
   }
   if (commas !== BACKUP_COLUMNS.length - 1 - 2 * FIELDS.length) return undefined;
-  return { user_id: userId, values: numbers.slice(0, FIELDS.length), seqs: numbers.slice(FIELDS.length) };
+  return { user_id: userId, values, seqs };
 }
 
 /**

@@ -1,0 +1,123 @@
+/**
+ * Memory per grades record, measured in a fresh process per layout (each after a forced full GC):
+ *  - store:    the GradeStore as the Grades actor holds it (index Map<string, slot> + chunked typed columns);
+ *  - previous: the layout it replaced, a Map<string, Float64Array(8)> (the baseline; skipped above 2,000,000
+ *              records by default, where it would need several GB: pass --previous to force it);
+ *  - index:    a bare Map<string, number> with the same keys (the floor of any Map-indexed layout).
+ * Every record has a 20-character user_id (decoded from bytes, as /set bodies, stream messages and backups give
+ * them: flat strings), two fields set and stream sequences up to N. Counted: V8 heap used plus the ArrayBuffer
+ * memory outside the heap (process.memoryUsage().arrayBuffers, the store's columns), each as growth over the same
+ * process before filling; RSS growth beside it.
+ *
+ *   node --import tsx scripts/grades-memory.ts [--records 1000000,10000000] [--previous]
+ */
+import { execFileSync } from 'node:child_process';
+import { parseArgs } from 'node:util';
+import { GradeStore } from '../src/grades/store.js';
+
+const { values } = parseArgs({
+  options: {
+    records: { type: 'string', default: '1000000,10000000' },
+    previous: { type: 'boolean', default: false },
+    child: { type: 'string' },
+    n: { type: 'string' },
+  },
+});
+
+interface Figures {
+  layout: string;
+  records: number;
+  heap: number;
+  arrayBuffers: number;
+  rss: number;
+  fillSeconds: number;
+}
+
+/** The n-th user id: 20 ASCII characters, decoded from bytes into a flat string of its own. */
+function userIds(): (i: number) => string {
+  const buf = Buffer.alloc(20);
+  return (i) => {
+    buf.write(`user-${String(i).padStart(15, '0')}`, 'latin1');
+    return buf.toString('latin1', 0, 20);
+  };
+}
+
+function measure(layout: string, n: number): Figures {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) throw new Error('run with --expose-gc');
+  const id = userIds();
+  gc();
+  const before = process.memoryUsage();
+  const t0 = performance.now();
+  let keep: unknown;
+  if (layout === 'store') {
+    const store = new GradeStore();
+    for (let i = 0; i < n; i++) store.applyStored({ user_id: id(i), spp: i % 100, return_fee: 150 }, i + 1);
+    keep = store;
+  } else if (layout === 'previous') {
+    const map = new Map<string, Float64Array>();
+    for (let i = 0; i < n; i++) {
+      const slots = new Float64Array(8);
+      slots[1] = i % 100;
+      slots[3] = 150;
+      slots[5] = slots[7] = i + 1;
+      map.set(id(i), slots);
+    }
+    keep = map;
+  } else {
+    const map = new Map<string, number>();
+    for (let i = 0; i < n; i++) map.set(id(i), i);
+    keep = map;
+  }
+  const fillSeconds = (performance.now() - t0) / 1000;
+  gc();
+  const after = process.memoryUsage();
+  // Still reachable here: what was measured is what the layout holds.
+  if (!keep) throw new Error('nothing held');
+  return {
+    layout,
+    records: n,
+    heap: after.heapUsed - before.heapUsed,
+    arrayBuffers: after.arrayBuffers - before.arrayBuffers,
+    rss: after.rss - before.rss,
+    fillSeconds,
+  };
+}
+
+if (values.child) {
+  process.stdout.write(JSON.stringify(measure(values.child, Number(values.n))));
+} else {
+  const counts = values.records.split(',').map(Number);
+  console.log('grades memory per record (after a forced GC; heap + arrayBuffers is the figure that counts)');
+  console.log('  layout    records      heap/rec  arrayBuffers/rec  total/rec  rss/rec  fill');
+  for (const n of counts) {
+    for (const layout of ['index', 'previous', 'store']) {
+      if (layout === 'previous' && n > 2_000_000 && !values.previous) {
+        console.log(
+          `  previous  ${String(n).padEnd(11)}  skipped (about 640 bytes a record; --previous runs it)`,
+        );
+        continue;
+      }
+      const out = execFileSync(
+        process.execPath,
+        [
+          '--expose-gc',
+          '--max-old-space-size=16384',
+          '--import',
+          'tsx',
+          new URL(import.meta.url).pathname,
+          '--child',
+          layout,
+          '--n',
+          String(n),
+        ],
+        { encoding: 'utf8', maxBuffer: 1 << 20 },
+      );
+      const f = JSON.parse(out) as Figures;
+      const per = (b: number) => (b / n).toFixed(1).padStart(8);
+      console.log(
+        `  ${layout.padEnd(8)}  ${String(n).padEnd(11)} ${per(f.heap)}  ${per(f.arrayBuffers).padStart(16)}  ${per(f.heap + f.arrayBuffers).padStart(9)} ${per(f.rss)}  ${f.fillSeconds.toFixed(1)} s`,
+      );
+    }
+  }
+}
