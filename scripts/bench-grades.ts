@@ -54,8 +54,6 @@ const PASSWORD = 'bench-password';
 const AUTH = `Basic ${Buffer.from(`grades:${PASSWORD}`).toString('base64')}`;
 
 const USE_WRK = hasWrk();
-/** What `npm start` and the image give the service (see package.json); the replicas here run with it too. */
-const HEAP_OPTION = '--max-old-space-size=4096';
 
 /**
  * One load round: wrk (one thread) when installed, autocannon otherwise (in-process and heavier, so its ratios
@@ -197,7 +195,7 @@ async function backupAndJoin(
   await jsm.streams.add({ name: big, subjects: [`${big}.set.>`] });
   await jsm.streams.purge(big, { seq: RECORDS + 1 });
   const bigEnv = (name: string, extra: Record<string, string> = {}) =>
-    env(name, { GRADES_STREAM: big, GRADES_SUBJECT: `${big}.set`, NODE_OPTIONS: HEAP_OPTION, ...extra });
+    env(name, { GRADES_STREAM: big, GRADES_SUBJECT: `${big}.set`, ...extra });
   const meta = BACKUP_COLUMNS.map((_, i) => (i === BACKUP_COLUMNS.length - 1 ? String(RECORDS) : ''));
   const mark = BACKUP_COLUMNS.map((_, i) =>
     i === BACKUP_COLUMNS.length - 3 ? 'bench/1' : i === BACKUP_COLUMNS.length - 1 ? String(RECORDS) : '',
@@ -231,7 +229,7 @@ async function backupAndJoin(
   const perRecord = (m: typeof fMem, key: keyof typeof fMem) =>
     ((m[key] - idleMem[key]) / RECORDS).toFixed(0);
   console.log(
-    `\n${RECORDS} records, loaded from a backup file at start in ${fillSeconds.toFixed(1)} s (${HEAP_OPTION})`,
+    `\n${RECORDS} records, loaded from a backup file at start in ${fillSeconds.toFixed(1)} s (node's default heap limit)`,
   );
   console.log(
     `  memory    per record over an idle replica: heap ${perRecord(fMem, 'heap')} B + external ${perRecord(fMem, 'external')} B (no forced GC), RSS ${perRecord(fMem, 'rss')} B; idle: heap ${(idleMem.heap / 1e6).toFixed(0)} MB, RSS ${(idleMem.rss / 1e6).toFixed(0)} MB`,

@@ -1,3 +1,4 @@
+import { KeyIndex } from './key-index.js';
 import { FIELDS, type Field, type GradeUpdate, type UserGrade } from './model.js';
 
 /** Values per record: the four fields, then the stream sequence that last set each of them (0: none did). */
@@ -9,12 +10,6 @@ const CHUNK_RECORDS = 1 << CHUNK_BITS;
 const CHUNK_MASK = CHUNK_RECORDS - 1;
 /** Records the first chunk starts with; it doubles up to a whole chunk, so a small store stays small. */
 const FIRST_CHUNK_RECORDS = 256;
-/**
- * The most records one store holds: V8's Map, the index, has a hard limit of 2^24 (16,777,216) entries, past
- * which `set` throws a RangeError. The store refuses the next new record with a clear error instead.
- */
-export const MAX_RECORDS = 16_777_216;
-
 /**
  * One chunk of records: narrow (32-bit integers, 32 bytes a record) while every value and sequence in it fits,
  * widened for good to float64 (64 bytes a record, every safe integer exact) by the first one that does not.
@@ -40,7 +35,10 @@ export interface BackupRow {
 }
 
 /** A position in the records for {@link GradeStore.csvLines}, made by {@link GradeStore.backupCursor}. */
-export type BackupCursor = Iterator<[string, number]>;
+export interface BackupCursor {
+  /** The next slot to read. */
+  slot: number;
+}
 
 /**
  * The grades in memory, with the merge rule that makes replicas converge ("Convergence" in SPEC): every field
@@ -50,15 +48,15 @@ export type BackupCursor = Iterator<[string, number]>;
  * becomes an ordinary value under the same rule, so the outcome never depends on the order messages arrive in
  * or on any clock. Pure data structure: the Grades actor owns it and calls it one message at a time.
  *
- * Layout, for memory (every replica holds every record): an index from `user_id` to a slot number, and the
- * records' values and sequences in chunked typed arrays, eight numbers per slot. Records are never removed (only
- * {@link clear} empties the store), so slots are handed out in order and the index's insertion order is slot
- * order. A chunk stores 32-bit integers until a value or sequence that does not fit one arrives, and is then
+ * Layout, for memory (every replica holds every record): an index from `user_id` to a slot number
+ * ({@link KeyIndex}, outside the V8 heap), and the records' values and sequences in chunked typed arrays, eight
+ * numbers per slot. Records are never removed (only {@link clear} empties the store), so slots are handed out in
+ * order, and slot order is the order records were created in. A chunk stores 32-bit integers until a value or sequence that does not fit one arrives, and is then
  * widened to float64 (see {@link Chunk}): values and sequences are safe integers, so nothing is ever rounded.
  * Provisional values live in a side map, only for records that have one.
  */
 export class GradeStore {
-  readonly #index = new Map<string, number>();
+  readonly #index = new KeyIndex();
   readonly #chunks: Chunk[] = [];
   readonly #provisional = new Map<string, (Provisional | undefined)[]>();
   /** Provisional local writes awaiting the stream, by write counter. */
@@ -74,6 +72,11 @@ export class GradeStore {
     return this.#unconfirmed.size;
   }
 
+  /** Bytes of the index's buffers (outside the V8 heap, like the columns). */
+  get indexBytes(): number {
+    return this.#index.bytes;
+  }
+
   /** Bytes of the typed arrays holding the records (outside the V8 heap: `arrayBuffers` in `process.memoryUsage()`). */
   get columnBytes(): number {
     let bytes = 0;
@@ -83,8 +86,8 @@ export class GradeStore {
 
   /** The record as a reader sees it (provisional values over stored ones), or undefined. */
   get(userId: string): UserGrade | undefined {
-    const slot = this.#index.get(userId);
-    if (slot === undefined) return undefined;
+    const slot = this.#index.find(userId);
+    if (slot < 0) return undefined;
     const c = this.#chunks[slot >>> CHUNK_BITS] as Chunk;
     const at = (slot & CHUNK_MASK) * WIDTH;
     const o = this.#provisional.size === 0 ? undefined : this.#provisional.get(userId);
@@ -175,7 +178,8 @@ export class GradeStore {
 
   /** Every record exactly as {@link get} serves it, for the backup (see {@link BackupRow} for sequence 0). */
   *rows(): IterableIterator<BackupRow> {
-    for (const [user_id, slot] of this.#index) {
+    for (let slot = 0; slot < this.#index.size; slot++) {
+      const user_id = this.#index.key(slot);
       const c = this.#chunks[slot >>> CHUNK_BITS] as Chunk;
       const at = (slot & CHUNK_MASK) * WIDTH;
       const o = this.#provisional.get(user_id);
@@ -199,9 +203,10 @@ export class GradeStore {
   csvLines(cursor: BackupCursor, max: number, quote: (s: string) => string, tail: string): string {
     let text = '';
     for (let n = 0; n < max; n++) {
-      const next = cursor.next();
-      if (next.done) break;
-      const [userId, slot] = next.value;
+      const slot = cursor.slot;
+      if (slot >= this.#index.size) break;
+      cursor.slot++;
+      const userId = this.#index.key(slot);
       const s = this.#chunks[slot >>> CHUNK_BITS] as Chunk;
       const a = (slot & CHUNK_MASK) * WIDTH;
       const o = this.#provisional.size === 0 ? undefined : this.#provisional.get(userId);
@@ -218,7 +223,7 @@ export class GradeStore {
 
   /** A cursor over every record for {@link GradeStore.csvLines}, records added meanwhile included. */
   backupCursor(): BackupCursor {
-    return this.#index.entries();
+    return { slot: 0 };
   }
 
   /** Empties the store (a join that has to start over). */
@@ -231,12 +236,7 @@ export class GradeStore {
 
   /** The slot of `userId`, a new one (every value and sequence 0) if it has none. */
   #slot(userId: string): number {
-    let slot = this.#index.get(userId);
-    if (slot !== undefined) return slot;
-    slot = this.#index.size;
-    if (slot >= MAX_RECORDS) {
-      throw new RangeError(`the grades store holds at most ${MAX_RECORDS} records (V8's Map limit)`);
-    }
+    const slot = this.#index.slotOf(userId);
     const c = slot >>> CHUNK_BITS;
     const chunk = this.#chunks[c];
     if (chunk === undefined) {
@@ -248,7 +248,6 @@ export class GradeStore {
       grown.set(chunk);
       this.#chunks[c] = grown;
     }
-    this.#index.set(userId, slot);
     return slot;
   }
 

@@ -1,0 +1,182 @@
+/**
+ * The grades store's index: `user_id` → slot (0, 1, 2, … in the order keys were added), held entirely outside the
+ * V8 heap. A `Map<string, number>` of ten million 20-character keys costs about 87 bytes a key on the heap (the
+ * string, 40; the Map's table, 47, since it grows by doubling to 2^24 entries, its hard limit) and every major GC
+ * marks all of it, which made loading a large backup GC-bound. Here a key costs its bytes plus 2, a 4-byte
+ * offset, a 4-byte hash and 5–11 bytes of table, in typed arrays the GC never walks; `scripts/grades-memory.ts`
+ * measures both, and `tests/unit/grades/key-index.property.test.ts` holds this index to a Map.
+ *
+ * Keys are stored exactly: a key of ASCII characters as one byte each, any other as UTF-16 code units (lone
+ * surrogates included, which UTF-8 would replace), behind a 2-byte header holding the byte length and which of
+ * the two it is. Open addressing with linear probing over a power-of-two table of slot numbers, at most 3/4 full;
+ * each slot keeps its key's hash, so probing compares bytes only on a full hash match and growing never reads a
+ * key.
+ */
+
+/** Bytes per arena chunk; a key never spans two. */
+const ARENA_CHUNK_BITS = 20;
+const ARENA_CHUNK = 1 << ARENA_CHUNK_BITS;
+/** Slots per chunk of the per-slot arrays (offsets, hashes). */
+const SLOT_CHUNK_BITS = 16;
+const SLOT_CHUNK = 1 << SLOT_CHUNK_BITS;
+const SLOT_MASK = SLOT_CHUNK - 1;
+/** The header's flag for a key stored as UTF-16 code units. */
+const WIDE = 0x8000;
+/**
+ * Arena chunks at most: offsets are 32-bit, so the keys' bytes (each key's plus 2) may add up to 4 GiB, about
+ * 190 million keys of 20 characters; the table (an Int32Array, at most 2^30 entries) allows some 800 million.
+ */
+export const MAX_ARENA_CHUNKS = 2 ** (32 - ARENA_CHUNK_BITS);
+
+export class KeyIndex {
+  /** Key bytes, appended in slot order: each key a 2-byte header (byte length, {@link WIDE}) and its bytes. */
+  readonly #arena: Buffer[] = [];
+  #arenaUsed = ARENA_CHUNK; // no chunk yet: the first key opens one
+  /** Per slot: where its key starts in the arena (chunk number × ARENA_CHUNK + offset). */
+  readonly #offsets: Uint32Array[] = [];
+  /** Per slot: its key's hash. */
+  readonly #hashes: Int32Array[] = [];
+  /** Open-addressing table: slot + 1, 0 for empty. */
+  #table = new Int32Array(16);
+  #size = 0;
+  /** The key being looked up, encoded; grown when a longer one comes. */
+  #scratch = Buffer.alloc(516);
+
+  /** Keys held. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Bytes of the typed arrays and buffers the index holds (all outside the V8 heap). */
+  get bytes(): number {
+    return (
+      this.#arena.length * ARENA_CHUNK +
+      this.#offsets.length * SLOT_CHUNK * 8 + // offsets and hashes
+      this.#table.byteLength
+    );
+  }
+
+  /** The table entry the last {@link #probe} ended at. */
+  #at = 0;
+
+  /** The slot of `key`, or -1. */
+  find(key: string): number {
+    const length = this.#encode(key);
+    return this.#probe(this.#scratch, length, hashOf(this.#scratch, length));
+  }
+
+  /** The slot of `key`, a new one (the next number) if it has none. */
+  slotOf(key: string): number {
+    const length = this.#encode(key);
+    const scratch = this.#scratch;
+    const hash = hashOf(scratch, length);
+    const slot = this.#probe(scratch, length, hash);
+    if (slot >= 0) return slot;
+    const at = this.#at;
+    if (this.#arenaUsed + length > ARENA_CHUNK) {
+      if (this.#arena.length >= MAX_ARENA_CHUNKS)
+        throw new RangeError('the grades index is full (4 GiB of user ids)');
+      this.#arena.push(Buffer.allocUnsafeSlow(ARENA_CHUNK));
+      this.#arenaUsed = 0;
+    }
+    const added = this.#size++;
+    const chunk = this.#arena.length - 1;
+    scratch.copy(this.#arena[chunk] as Buffer, this.#arenaUsed, 0, length);
+    if ((added & SLOT_MASK) === 0) {
+      this.#offsets.push(new Uint32Array(SLOT_CHUNK));
+      this.#hashes.push(new Int32Array(SLOT_CHUNK));
+    }
+    (this.#offsets[added >>> SLOT_CHUNK_BITS] as Uint32Array)[added & SLOT_MASK] =
+      chunk * ARENA_CHUNK + this.#arenaUsed;
+    (this.#hashes[added >>> SLOT_CHUNK_BITS] as Int32Array)[added & SLOT_MASK] = hash;
+    this.#arenaUsed += length;
+    this.#table[at] = added + 1;
+    if (this.#size * 4 > this.#table.length * 3) this.#grow();
+    return added;
+  }
+
+  /** The key of `slot` (0 ≤ slot < size). */
+  key(slot: number): string {
+    const offset = (this.#offsets[slot >>> SLOT_CHUNK_BITS] as Uint32Array)[slot & SLOT_MASK] as number;
+    const chunk = this.#arena[Math.floor(offset / ARENA_CHUNK)] as Buffer;
+    const at = offset % ARENA_CHUNK;
+    const header = chunk.readUInt16LE(at);
+    const bytes = header & ~WIDE;
+    return chunk.toString(header & WIDE ? 'utf16le' : 'latin1', at + 2, at + 2 + bytes);
+  }
+
+  /** Forgets every key. */
+  clear(): void {
+    this.#arena.length = 0;
+    this.#arenaUsed = ARENA_CHUNK;
+    this.#offsets.length = 0;
+    this.#hashes.length = 0;
+    this.#table = new Int32Array(16);
+    this.#size = 0;
+  }
+
+  /** Writes `key` (header and bytes) into the scratch buffer; returns the length written. */
+  #encode(key: string): number {
+    // A string whose UTF-8 length is its length is ASCII: one byte a character, exactly.
+    const ascii = Buffer.byteLength(key, 'utf8') === key.length;
+    const bytes = ascii ? key.length : key.length * 2;
+    if (bytes > 0x7fff) throw new RangeError('key too long for the index');
+    if (bytes + 2 > this.#scratch.length) this.#scratch = Buffer.alloc(bytes + 2);
+    const scratch = this.#scratch;
+    scratch.writeUInt16LE(ascii ? bytes : bytes | WIDE, 0);
+    scratch.write(key, 2, ascii ? 'latin1' : 'utf16le');
+    return bytes + 2;
+  }
+
+  /**
+   * The slot of the key encoded in `bytes` (`length` long, hash `hash`), or -1; either way {@link #at} is left at
+   * its table entry (the empty one it would take).
+   */
+  #probe(bytes: Buffer, length: number, hash: number): number {
+    const table = this.#table;
+    const mask = table.length - 1;
+    for (let at = hash & mask; ; at = (at + 1) & mask) {
+      const entry = table[at] as number;
+      if (entry === 0) {
+        this.#at = at;
+        return -1;
+      }
+      const slot = entry - 1;
+      if ((this.#hashes[slot >>> SLOT_CHUNK_BITS] as Int32Array)[slot & SLOT_MASK] !== hash) continue;
+      const offset = (this.#offsets[slot >>> SLOT_CHUNK_BITS] as Uint32Array)[slot & SLOT_MASK] as number;
+      const chunk = this.#arena[Math.floor(offset / ARENA_CHUNK)] as Buffer;
+      const start = offset % ARENA_CHUNK;
+      if (
+        (chunk.readUInt16LE(start) & ~WIDE) + 2 === length &&
+        chunk.compare(bytes, 0, length, start, start + length) === 0
+      ) {
+        this.#at = at;
+        return slot;
+      }
+    }
+  }
+
+  /** Doubles the table, placing every slot again by its kept hash. */
+  #grow(): void {
+    const table = new Int32Array(this.#table.length * 2);
+    const mask = table.length - 1;
+    for (let slot = 0; slot < this.#size; slot++) {
+      const hash = (this.#hashes[slot >>> SLOT_CHUNK_BITS] as Int32Array)[slot & SLOT_MASK] as number;
+      let at = hash & mask;
+      while (table[at] !== 0) at = (at + 1) & mask;
+      table[at] = slot + 1;
+    }
+    this.#table = table;
+  }
+}
+
+/** FNV-1a over the bytes, then murmur3's finalizer so that keys differing in their last bytes spread apart. */
+function hashOf(bytes: Buffer, length: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < length; i++) h = Math.imul(h ^ (bytes[i] as number), 0x01000193);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return h ^ (h >>> 16);
+}
