@@ -227,10 +227,21 @@ export async function readBackup(
     for (const part of parts) await line(part);
   };
   try {
+    // The start of a line the last chunk ended in; only that line is copied, never the chunk.
     let carry: Buffer | undefined;
-    for await (const chunk of input as AsyncIterable<Buffer>) {
-      const buf = carry ? Buffer.concat([carry, chunk]) : chunk;
+    for await (const buf of input as AsyncIterable<Buffer>) {
       let start = 0;
+      if (carry) {
+        const nl = buf.indexOf(LF);
+        if (nl < 0) {
+          carry = Buffer.concat([carry, buf]);
+          continue;
+        }
+        const joined = Buffer.concat([carry, buf.subarray(0, nl)]);
+        carry = undefined;
+        await bytes(joined, 0, joined.length, false);
+        start = nl + 1;
+      }
       for (let nl = buf.indexOf(LF, start); nl >= 0; nl = buf.indexOf(LF, start)) {
         // The common case without a promise per line: a plain record once the header is reported.
         const row = header ? fastRow(buf, start, nl) : undefined;
@@ -245,7 +256,7 @@ export async function readBackup(
         } else await bytes(buf, start, nl, false);
         start = nl + 1;
       }
-      carry = start < buf.length ? buf.subarray(start) : undefined;
+      if (start < buf.length) carry = Buffer.from(buf.subarray(start));
     }
     if (carry) await bytes(carry, 0, carry.length, true);
   } finally {

@@ -3,20 +3,20 @@
  * V8 heap. A `Map<string, number>` of ten million 20-character keys costs about 87 bytes a key on the heap (the
  * string, 40; the Map's table, 47, since it grows by doubling to 2^24 entries, its hard limit) and every major GC
  * marks all of it, which made loading a large backup GC-bound. Here a key costs its bytes plus 2, a 4-byte
- * offset, a 4-byte hash and 5–11 bytes of table, in typed arrays the GC never walks; `scripts/grades-memory.ts`
+ * offset and 11–21 bytes of table (slot and hash), in typed arrays the GC never walks; `scripts/grades-memory.ts`
  * measures both, and `tests/unit/grades/key-index.property.test.ts` holds this index to a Map.
  *
  * Keys are stored exactly: a key of ASCII characters as one byte each, any other as UTF-16 code units (lone
  * surrogates included, which UTF-8 would replace), behind a 2-byte header holding the byte length and which of
- * the two it is. Open addressing with linear probing over a power-of-two table of slot numbers, at most 3/4 full;
- * each slot keeps its key's hash, so probing compares bytes only on a full hash match and growing never reads a
- * key.
+ * the two it is. Open addressing with linear probing over a power-of-two table, at most 3/4 full, of entries
+ * that hold a slot and its key's hash: probing compares bytes only on a full hash match, and growing never reads
+ * a key.
  */
 
 /** Bytes per arena chunk; a key never spans two. */
 const ARENA_CHUNK_BITS = 20;
 const ARENA_CHUNK = 1 << ARENA_CHUNK_BITS;
-/** Slots per chunk of the per-slot arrays (offsets, hashes). */
+/** Slots per chunk of the per-slot offsets. */
 const SLOT_CHUNK_BITS = 16;
 const SLOT_CHUNK = 1 << SLOT_CHUNK_BITS;
 const SLOT_MASK = SLOT_CHUNK - 1;
@@ -24,7 +24,8 @@ const SLOT_MASK = SLOT_CHUNK - 1;
 const WIDE = 0x8000;
 /**
  * Arena chunks at most: offsets are 32-bit, so the keys' bytes (each key's plus 2) may add up to 4 GiB, about
- * 190 million keys of 20 characters; the table (an Int32Array, at most 2^30 entries) allows some 800 million.
+ * 190 million keys of 20 characters; the table (an Int32Array of at most 2^30 numbers, two an entry) allows some
+ * 400 million.
  */
 export const MAX_ARENA_CHUNKS = 2 ** (32 - ARENA_CHUNK_BITS);
 
@@ -34,10 +35,11 @@ export class KeyIndex {
   #arenaUsed = ARENA_CHUNK; // no chunk yet: the first key opens one
   /** Per slot: where its key starts in the arena (chunk number × ARENA_CHUNK + offset). */
   readonly #offsets: Uint32Array[] = [];
-  /** Per slot: its key's hash. */
-  readonly #hashes: Int32Array[] = [];
-  /** Open-addressing table: slot + 1, 0 for empty. */
-  #table = new Int32Array(16);
+  /**
+   * Open-addressing table of pairs: slot + 1 (0: empty), then that key's hash, side by side so that a probe reads
+   * one cache line.
+   */
+  #table = new Int32Array(2 * 16);
   #size = 0;
   /** The key being looked up, encoded; grown when a longer one comes. */
   #scratch = Buffer.alloc(516);
@@ -49,11 +51,7 @@ export class KeyIndex {
 
   /** Bytes of the typed arrays and buffers the index holds (all outside the V8 heap). */
   get bytes(): number {
-    return (
-      this.#arena.length * ARENA_CHUNK +
-      this.#offsets.length * SLOT_CHUNK * 8 + // offsets and hashes
-      this.#table.byteLength
-    );
+    return this.#arena.length * ARENA_CHUNK + this.#offsets.length * SLOT_CHUNK * 4 + this.#table.byteLength;
   }
 
   /** The table entry the last {@link #probe} ended at. */
@@ -82,16 +80,14 @@ export class KeyIndex {
     const added = this.#size++;
     const chunk = this.#arena.length - 1;
     scratch.copy(this.#arena[chunk] as Buffer, this.#arenaUsed, 0, length);
-    if ((added & SLOT_MASK) === 0) {
-      this.#offsets.push(new Uint32Array(SLOT_CHUNK));
-      this.#hashes.push(new Int32Array(SLOT_CHUNK));
-    }
+    if ((added & SLOT_MASK) === 0) this.#offsets.push(new Uint32Array(SLOT_CHUNK));
     (this.#offsets[added >>> SLOT_CHUNK_BITS] as Uint32Array)[added & SLOT_MASK] =
       chunk * ARENA_CHUNK + this.#arenaUsed;
-    (this.#hashes[added >>> SLOT_CHUNK_BITS] as Int32Array)[added & SLOT_MASK] = hash;
     this.#arenaUsed += length;
     this.#table[at] = added + 1;
-    if (this.#size * 4 > this.#table.length * 3) this.#grow();
+    this.#table[at + 1] = hash;
+    // At most 3/4 full (the table holds two numbers an entry).
+    if (this.#size * 8 > this.#table.length * 3) this.#grow();
     return added;
   }
 
@@ -110,8 +106,7 @@ export class KeyIndex {
     this.#arena.length = 0;
     this.#arenaUsed = ARENA_CHUNK;
     this.#offsets.length = 0;
-    this.#hashes.length = 0;
-    this.#table = new Int32Array(16);
+    this.#table = new Int32Array(2 * 16);
     this.#size = 0;
   }
 
@@ -134,15 +129,16 @@ export class KeyIndex {
    */
   #probe(bytes: Buffer, length: number, hash: number): number {
     const table = this.#table;
-    const mask = table.length - 1;
-    for (let at = hash & mask; ; at = (at + 1) & mask) {
+    // Entries are pairs: `at` is even, and the mask keeps it so.
+    const mask = table.length - 2;
+    for (let at = (hash << 1) & mask; ; at = (at + 2) & mask) {
       const entry = table[at] as number;
       if (entry === 0) {
         this.#at = at;
         return -1;
       }
+      if (table[at + 1] !== hash) continue;
       const slot = entry - 1;
-      if ((this.#hashes[slot >>> SLOT_CHUNK_BITS] as Int32Array)[slot & SLOT_MASK] !== hash) continue;
       const offset = (this.#offsets[slot >>> SLOT_CHUNK_BITS] as Uint32Array)[slot & SLOT_MASK] as number;
       const chunk = this.#arena[Math.floor(offset / ARENA_CHUNK)] as Buffer;
       const start = offset % ARENA_CHUNK;
@@ -156,15 +152,19 @@ export class KeyIndex {
     }
   }
 
-  /** Doubles the table, placing every slot again by its kept hash. */
+  /** Doubles the table, placing every entry again by its kept hash. */
   #grow(): void {
-    const table = new Int32Array(this.#table.length * 2);
-    const mask = table.length - 1;
-    for (let slot = 0; slot < this.#size; slot++) {
-      const hash = (this.#hashes[slot >>> SLOT_CHUNK_BITS] as Int32Array)[slot & SLOT_MASK] as number;
-      let at = hash & mask;
-      while (table[at] !== 0) at = (at + 1) & mask;
-      table[at] = slot + 1;
+    const old = this.#table;
+    const table = new Int32Array(old.length * 2);
+    const mask = table.length - 2;
+    for (let i = 0; i < old.length; i += 2) {
+      const entry = old[i] as number;
+      if (entry === 0) continue;
+      const hash = old[i + 1] as number;
+      let at = (hash << 1) & mask;
+      while (table[at] !== 0) at = (at + 2) & mask;
+      table[at] = entry;
+      table[at + 1] = hash;
     }
     this.#table = table;
   }

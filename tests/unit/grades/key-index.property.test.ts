@@ -70,7 +70,7 @@ describe('grades key index – a Map outside the heap (G3)', () => {
     expect(index.slotOf(keyOf(7))).to.equal(7); // present: no new slot
     expect(index.size).to.equal(n);
     // Table at most 3/4 full: 2^19 entries for 300,000 keys.
-    expect(index.bytes).to.equal(7 * 2 ** 20 + 5 * 65_536 * 8 + 2 ** 19 * 4);
+    expect(index.bytes).to.equal(7 * 2 ** 20 + 5 * 65_536 * 4 + 2 ** 19 * 8);
   });
 
   it('clear() forgets every key and numbers from 0 again', () => {
