@@ -1,9 +1,11 @@
 /**
  * Memory per grades record, measured in a fresh process per layout (each after a forced full GC):
- *  - store:    the GradeStore as the Grades actor holds it (index Map<string, slot> + chunked typed columns);
+ *  - store:    the GradeStore as the Grades actor holds it (its key index and chunked typed columns, all outside
+ *              the V8 heap);
  *  - previous: the layout it replaced, a Map<string, Float64Array(8)> (the baseline; skipped above 2,000,000
  *              records by default, where it would need several GB: pass --previous to force it);
- *  - index:    a bare Map<string, number> with the same keys (the floor of any Map-indexed layout).
+ *  - map:      a bare Map<string, number> with the same keys: the floor of any layout indexed by a Map, before
+ *              any value is stored (the store's first version, with 32-byte columns, was this plus 32).
  * Every record has a 20-character user_id (decoded from bytes, as /set bodies, stream messages and backups give
  * them: flat strings), two fields set and stream sequences up to N. Counted: V8 heap used plus the ArrayBuffer
  * memory outside the heap (process.memoryUsage().arrayBuffers, the store's columns), each as growth over the same
@@ -91,7 +93,7 @@ if (values.child) {
   console.log('grades memory per record (after a forced GC; heap + arrayBuffers is the figure that counts)');
   console.log('  layout    records      heap/rec  arrayBuffers/rec  total/rec  rss/rec  fill');
   for (const n of counts) {
-    for (const layout of ['index', 'previous', 'store']) {
+    for (const layout of ['map', 'previous', 'store']) {
       if (layout === 'previous' && n > 2_000_000 && !values.previous) {
         console.log(
           `  previous  ${String(n).padEnd(11)}  skipped (about 640 bytes a record; --previous runs it)`,

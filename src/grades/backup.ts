@@ -54,8 +54,8 @@ export interface BackupSource {
     /** Each origin's last write counter applied up to `position`. */
     marks: ReadonlyMap<string, number>;
   }>;
-  /** Up to `max` CSV lines; '' once every row was read. */
-  next(id: number, max: number): Promise<string>;
+  /** Up to `max` CSV lines (text, or UTF-8 bytes); empty once every row was read. */
+  next(id: number, max: number): Promise<string | Buffer>;
   close(id: number): void;
 }
 
@@ -68,7 +68,7 @@ export interface BackupSource {
 export async function openBackup(source: BackupSource, chunkRows = 1000): Promise<BackupStream> {
   const { id, position, streamCreated, marks } = await source.open();
   const generatedAt = new Date();
-  async function* lines(): AsyncGenerator<string> {
+  async function* lines(): AsyncGenerator<string | Buffer> {
     try {
       const meta = BACKUP_COLUMNS.map(() => '');
       meta[meta.length - 3] = streamCreated;
@@ -84,7 +84,7 @@ export async function openBackup(source: BackupSource, chunkRows = 1000): Promis
       yield head;
       for (;;) {
         const text = await source.next(id, chunkRows);
-        if (text === '') return;
+        if (text.length === 0) return;
         yield text;
       }
     } finally {

@@ -66,8 +66,8 @@ export interface GradesReplies {
   load: void;
   restart: void;
   backupOpen: { id: number; position: number; streamCreated: string; marks: ReadonlyMap<string, number> };
-  /** CSV lines, '' once the backup has every row. */
-  backupNext: string;
+  /** CSV lines (UTF-8), empty once the backup has every row. */
+  backupNext: Buffer;
   backupClose: void;
 }
 
@@ -175,10 +175,10 @@ export class GradesActor extends Actor<GradesMessage, GradesReplies> {
       }
       case 'backupNext': {
         const cursor = this.#backups.get(msg.id);
-        if (!cursor) return '';
-        const text = this.#store.csvLines(cursor, msg.max, csvField, ROW_TAIL);
-        if (text === '') this.#backups.delete(msg.id);
-        return text;
+        if (!cursor) return Buffer.alloc(0);
+        const lines = this.#store.csvChunk(cursor, msg.max, csvField, ROW_TAIL);
+        if (lines.length === 0) this.#backups.delete(msg.id);
+        return lines;
       }
       case 'backupClose':
         this.#backups.delete(msg.id);

@@ -101,6 +101,24 @@ export class KeyIndex {
     return chunk.toString(header & WIDE ? 'utf16le' : 'latin1', at + 2, at + 2 + bytes);
   }
 
+  /**
+   * Copies the key of `slot` into `target` at `at` when it is ASCII without a quote or comma (a CSV field as it
+   * is), returning the position after it; otherwise writes nothing and returns -1.
+   */
+  copyPlain(slot: number, target: Buffer, at: number): number {
+    const offset = (this.#offsets[slot >>> SLOT_CHUNK_BITS] as Uint32Array)[slot & SLOT_MASK] as number;
+    const chunk = this.#arena[Math.floor(offset / ARENA_CHUNK)] as Buffer;
+    const start = offset % ARENA_CHUNK;
+    const header = chunk.readUInt16LE(start);
+    if (header & WIDE) return -1;
+    const end = start + 2 + header;
+    for (let i = start + 2; i < end; i++) {
+      const b = chunk[i] as number;
+      if (b === 0x22 || b === 0x2c || b === 0x0a || b === 0x0d) return -1;
+    }
+    return at + chunk.copy(target, at, start + 2, end);
+  }
+
   /** Forgets every key. */
   clear(): void {
     this.#arena.length = 0;

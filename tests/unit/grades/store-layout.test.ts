@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { FIELDS, type UserGrade } from '../../../src/grades/model.js';
+import { csvField } from '../../../src/grades/backup.js';
 import { GradeStore } from '../../../src/grades/store.js';
 
 // G3 at scale: the store keeps records in an index and chunked 32-bit columns, widened to float64 when a value
@@ -97,5 +98,45 @@ describe('grade store – layout at scale (slots, chunks, widening)', () => {
     store.applyStored({ user_id: 'c', spp: 2 }, 1);
     expect(store.get('c')?.spp).to.equal(2);
     expect(store.get('a')).to.equal(undefined);
+  });
+
+  it('G7: the backup bytes are the backup text: quoted, non-ASCII, provisional, negative and wide values alike', () => {
+    const store = new GradeStore();
+    store.applyStored(
+      { user_id: 'plain', postpaid_limit: 0, spp: -1, shipping_fee: 10, return_fee: 2 ** 31 - 1 },
+      9,
+    );
+    store.applyStored({ user_id: 'c,"d"', spp: 5 }, 10);
+    store.applyStored({ user_id: 'ü-名前', return_fee: -(2 ** 31) }, 11);
+    store.applyUnreplicated({
+      user_id: 'wide',
+      postpaid_limit: Number.MAX_SAFE_INTEGER,
+      spp: -Number.MAX_SAFE_INTEGER,
+    });
+    store.applyStored({ user_id: 'late', spp: 1 }, 2 ** 40);
+    store.applyLocal({ user_id: 'plain', shipping_fee: 77 }, 1);
+    store.applyLocal({ user_id: 'new', spp: 3 }, 2);
+    for (let i = 0; i < 300; i++) store.applyStored({ user_id: `u${i}`, spp: i * 1_000_003 }, i + 12);
+    const text = store.csvLines(store.backupCursor(), 10_000, csvField, ',,,');
+    expect(text.split('\n').slice(0, 7)).to.deep.equal([
+      'plain,0,-1,77,2147483647,9,9,0,9,,,',
+      '"c,""d""",0,5,0,0,0,10,0,0,,,',
+      'ü-名前,0,0,0,-2147483648,0,0,0,11,,,',
+      'wide,9007199254740991,-9007199254740991,0,0,0,0,0,0,,,',
+      'late,0,1,0,0,0,1099511627776,0,0,,,',
+      'new,0,3,0,0,0,0,0,0,,,',
+      'u0,0,0,0,0,0,12,0,0,,,',
+    ]);
+    for (const size of [1, 7, 10_000]) {
+      const cursor = store.backupCursor();
+      const chunks: Buffer[] = [];
+      for (
+        let b = store.csvChunk(cursor, size, csvField, ',,,');
+        b.length > 0;
+        b = store.csvChunk(cursor, size, csvField, ',,,')
+      )
+        chunks.push(b);
+      expect(Buffer.concat(chunks).toString('utf8'), `chunks of ${size}`).to.equal(text);
+    }
   });
 });
