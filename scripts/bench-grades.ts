@@ -8,8 +8,10 @@
  *  4. the outage path: POST /set requests/s on a replica with GRADES_OUTBOX_DIR whose NATS is unreachable (each
  *     write synced to the outbox log before its 202) vs a bare server that appends each body to a file and
  *     answers after fdatasync with the same group commit;
- *  5. with N records (default 1,000,000): backup time, size and peak RSS growth, vs gzipping the same rows
- *     in-process in chunks of 1,000; then the time for a new replica to join from that backup.
+ *  5. with N records (default 1,000,000; `--records 10000000` for the ten-million case): a replica of its own
+ *     stream loaded from a backup file of them at start; its memory per record over an idle replica; the backup's
+ *     time, size and peak RSS growth vs gzipping the same rows in-process (chunks of 1,000, the backup's gzip
+ *     level); then the time for a new replica to join from that backup, spawn to ready.
  *
  *   node --import tsx scripts/bench-grades.ts [--rounds 3] [--seconds 5] [--records 1000000] [--rate 1000]
  *                                             [--only get,set,lag,outbox,backup]
