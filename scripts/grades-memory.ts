@@ -9,7 +9,8 @@
  * Every record has a 20-character user_id (decoded from bytes, as /set bodies, stream messages and backups give
  * them: flat strings), two fields set and stream sequences up to N. Counted: V8 heap used plus the ArrayBuffer
  * memory outside the heap (process.memoryUsage().arrayBuffers, the store's columns), each as growth over the same
- * process before filling; RSS growth beside it.
+ * process before filling; RSS growth beside it; and the time of a lookup of an existing id (a fresh string, as a
+ * request brings it; the store's is `GradeStore.get`, which also builds the record).
  *
  *   node --import tsx scripts/grades-memory.ts [--records 1000000,10000000] [--previous]
  */
@@ -33,6 +34,8 @@ interface Figures {
   arrayBuffers: number;
   rss: number;
   fillSeconds: number;
+  /** Nanoseconds a lookup of an existing id (a fresh string, as a request brings it), median of 5 passes. */
+  lookupNs: number;
 }
 
 /** The n-th user id: 20 ASCII characters, decoded from bytes into a flat string of its own. */
@@ -52,10 +55,12 @@ function measure(layout: string, n: number): Figures {
   const before = process.memoryUsage();
   const t0 = performance.now();
   let keep: unknown;
+  let lookup: (key: string) => unknown = () => undefined;
   if (layout === 'store') {
     const store = new GradeStore();
     for (let i = 0; i < n; i++) store.applyStored({ user_id: id(i), spp: i % 100, return_fee: 150 }, i + 1);
     keep = store;
+    lookup = (key) => store.get(key);
   } else if (layout === 'previous') {
     const map = new Map<string, Float64Array>();
     for (let i = 0; i < n; i++) {
@@ -66,16 +71,28 @@ function measure(layout: string, n: number): Figures {
       map.set(id(i), slots);
     }
     keep = map;
+    lookup = (key) => map.get(key);
   } else {
     const map = new Map<string, number>();
     for (let i = 0; i < n; i++) map.set(id(i), i);
     keep = map;
+    lookup = (key) => map.get(key);
   }
   const fillSeconds = (performance.now() - t0) / 1000;
   gc();
   const after = process.memoryUsage();
   // Still reachable here: what was measured is what the layout holds.
   if (!keep) throw new Error('nothing held');
+  const passes: number[] = [];
+  const ids = Array.from({ length: 200_000 }, (_, k) => id((k * 7919) % n));
+  for (let pass = 0; pass < 5; pass++) {
+    const t = performance.now();
+    let found = 0;
+    for (const key of ids) if (lookup(key) !== undefined) found++;
+    if (found !== ids.length) throw new Error('lookup missed');
+    passes.push(((performance.now() - t) * 1e6) / ids.length);
+  }
+  const lookupNs = passes.sort((a, b) => a - b)[2] as number;
   return {
     layout,
     records: n,
@@ -83,6 +100,7 @@ function measure(layout: string, n: number): Figures {
     arrayBuffers: after.arrayBuffers - before.arrayBuffers,
     rss: after.rss - before.rss,
     fillSeconds,
+    lookupNs,
   };
 }
 
@@ -91,7 +109,7 @@ if (values.child) {
 } else {
   const counts = values.records.split(',').map(Number);
   console.log('grades memory per record (after a forced GC; heap + arrayBuffers is the figure that counts)');
-  console.log('  layout    records      heap/rec  arrayBuffers/rec  total/rec  rss/rec  fill');
+  console.log('  layout    records      heap/rec  arrayBuffers/rec  total/rec  rss/rec  fill    lookup');
   for (const n of counts) {
     for (const layout of ['map', 'previous', 'store']) {
       if (layout === 'previous' && n > 2_000_000 && !values.previous) {
@@ -118,7 +136,7 @@ if (values.child) {
       const f = JSON.parse(out) as Figures;
       const per = (b: number) => (b / n).toFixed(1).padStart(8);
       console.log(
-        `  ${layout.padEnd(8)}  ${String(n).padEnd(11)} ${per(f.heap)}  ${per(f.arrayBuffers).padStart(16)}  ${per(f.heap + f.arrayBuffers).padStart(9)} ${per(f.rss)}  ${f.fillSeconds.toFixed(1)} s`,
+        `  ${layout.padEnd(8)}  ${String(n).padEnd(11)} ${per(f.heap)}  ${per(f.arrayBuffers).padStart(16)}  ${per(f.heap + f.arrayBuffers).padStart(9)} ${per(f.rss)}  ${f.fillSeconds.toFixed(1)} s  ${f.lookupNs.toFixed(0)} ns`,
       );
     }
   }

@@ -299,7 +299,10 @@ export class GradeStore {
     return slot;
   }
 
-  /** Stores number `i` (0–3 a value, 4–7 its sequence) of `slot`, widening the chunk if `x` needs it. */
+  /**
+   * Stores number `i` (0–3 a value, 4–7 its sequence) of `slot`, widening the chunk if `x` needs it. A value of
+   * -0 (which `/set` takes as 0) is kept as 0: JSON and the backup write both as `0`.
+   */
   #put(slot: number, i: number, x: number): void {
     const c = slot >>> CHUNK_BITS;
     let chunk = this.#chunks[c] as Chunk;
