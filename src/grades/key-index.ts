@@ -22,6 +22,8 @@ const SLOT_CHUNK = 1 << SLOT_CHUNK_BITS;
 const SLOT_MASK = SLOT_CHUNK - 1;
 /** The header's flag for a key stored as UTF-16 code units. */
 const WIDE = 0x8000;
+/** The longest key, in characters: its bytes (at most two a character) must fit the header's 15 bits. */
+export const MAX_KEY_LENGTH = 0x7fff >> 1;
 /**
  * Arena chunks at most: offsets are 32-bit, so the keys' bytes (each key's plus 2) may add up to 4 GiB, about
  * 190 million keys of 20 characters; the table (an Int32Array of at most 2^30 numbers, two an entry) allows some
@@ -57,17 +59,18 @@ export class KeyIndex {
   /** The table entry the last {@link #probe} ended at. */
   #at = 0;
 
-  /** The slot of `key`, or -1. */
+  /** The slot of `key`, or -1 (also for a key longer than any the index can hold). */
   find(key: string): number {
+    if (key.length > MAX_KEY_LENGTH) return -1;
     const length = this.#encode(key);
-    return this.#probe(this.#scratch, length, hashOf(this.#scratch, length));
+    return this.#probe(this.#scratch, length, this.#hash);
   }
 
   /** The slot of `key`, a new one (the next number) if it has none. */
   slotOf(key: string): number {
     const length = this.#encode(key);
     const scratch = this.#scratch;
-    const hash = hashOf(scratch, length);
+    const hash = this.#hash;
     const slot = this.#probe(scratch, length, hash);
     if (slot >= 0) return slot;
     const at = this.#at;
@@ -128,16 +131,31 @@ export class KeyIndex {
     this.#size = 0;
   }
 
-  /** Writes `key` (header and bytes) into the scratch buffer; returns the length written. */
+  /** The hash of the key {@link #encode} wrote last. */
+  #hash = 0;
+
+  /**
+   * Writes `key` (header and bytes) into the scratch buffer and its hash into {@link #hash}; returns the length
+   * written. An ASCII key (the common case) is encoded and hashed in one pass over its characters.
+   */
   #encode(key: string): number {
-    // A string whose UTF-8 length is its length is ASCII: one byte a character, exactly.
-    const ascii = Buffer.byteLength(key, 'utf8') === key.length;
-    const bytes = ascii ? key.length : key.length * 2;
-    if (bytes > 0x7fff) throw new RangeError('key too long for the index');
-    if (bytes + 2 > this.#scratch.length) this.#scratch = Buffer.alloc(bytes + 2);
+    const n = key.length;
+    if (n > MAX_KEY_LENGTH) throw new RangeError(`a key is at most ${MAX_KEY_LENGTH} characters`);
+    if (n * 2 + 2 > this.#scratch.length) this.#scratch = Buffer.alloc(n * 2 + 2);
     const scratch = this.#scratch;
+    let ascii = true;
+    for (let i = 0; i < n; i++) {
+      const c = key.charCodeAt(i);
+      if (c >= 0x80) {
+        ascii = false;
+        break;
+      }
+      scratch[i + 2] = c;
+    }
+    const bytes = ascii ? n : n * 2;
     scratch.writeUInt16LE(ascii ? bytes : bytes | WIDE, 0);
-    scratch.write(key, 2, ascii ? 'latin1' : 'utf16le');
+    if (!ascii) scratch.write(key, 2, 'utf16le');
+    this.#hash = hashOf(scratch, bytes + 2);
     return bytes + 2;
   }
 
@@ -160,10 +178,7 @@ export class KeyIndex {
       const offset = (this.#offsets[slot >>> SLOT_CHUNK_BITS] as Uint32Array)[slot & SLOT_MASK] as number;
       const chunk = this.#arena[Math.floor(offset / ARENA_CHUNK)] as Buffer;
       const start = offset % ARENA_CHUNK;
-      if (
-        (chunk.readUInt16LE(start) & ~WIDE) + 2 === length &&
-        chunk.compare(bytes, 0, length, start, start + length) === 0
-      ) {
+      if (sameBytes(chunk, start, bytes, length)) {
         this.#at = at;
         return slot;
       }
@@ -186,6 +201,12 @@ export class KeyIndex {
     }
     this.#table = table;
   }
+}
+
+/** Whether `chunk` holds at `start` the `length` bytes of `bytes` (header included, so the lengths agree too). */
+function sameBytes(chunk: Buffer, start: number, bytes: Buffer, length: number): boolean {
+  for (let i = 0; i < length; i++) if (chunk[start + i] !== bytes[i]) return false;
+  return true;
 }
 
 /** FNV-1a over the bytes, then murmur3's finalizer so that keys differing in their last bytes spread apart. */

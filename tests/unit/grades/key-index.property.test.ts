@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { KeyIndex } from '../../../src/grades/key-index.js';
+import { KeyIndex, MAX_KEY_LENGTH } from '../../../src/grades/key-index.js';
 
 // G3: the grades index keeps user ids outside the V8 heap; it must answer exactly as a Map<string, number> that
 // numbers keys in the order they were added, for any strings (ASCII, other Unicode, lone surrogates).
@@ -82,5 +82,15 @@ describe('grades key index – a Map outside the heap (G3)', () => {
     expect(index.find('a')).to.equal(-1);
     expect(index.slotOf('b')).to.equal(0);
     expect(index.key(0)).to.equal('b');
+  });
+
+  it('a key longer than the index can hold is not found, and refused when added', () => {
+    const index = new KeyIndex();
+    const longest = 'k'.repeat(MAX_KEY_LENGTH);
+    expect(index.slotOf(longest)).to.equal(0);
+    expect(index.find(longest)).to.equal(0);
+    expect(index.find(`${longest}k`)).to.equal(-1);
+    expect(() => index.slotOf(`${longest}k`)).to.throw(RangeError);
+    expect(index.size).to.equal(1);
   });
 });
