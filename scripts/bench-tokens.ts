@@ -7,6 +7,10 @@
  * on (stdout, as by default), and a second instance with it off is measured in the same rounds (A B C A B C …) to
  * show what the audit log costs.
  *
+ * Besides requests/s it prints each server's CPU time per request (from /proc, per thread) and the paired ratio of
+ * those, which drift far less than requests/s on a shared machine, and the load generator's own CPU per request:
+ * it shares the cores, so the requests/s ratio lies between 1 and the CPU ratio.
+ *
  *   node --import tsx scripts/bench-tokens.ts [--rounds 7] [--seconds 4] [--connections 32] [--workers 1]
  *                                             [--loader wrk|autocannon]
  *
@@ -25,7 +29,7 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { hashSecret } from '../src/tokens/client-auth.js';
 import { TestIdp } from '../tests/support/idp.js';
-import { hasWrk, median, processCpu, runWrk } from './lib/load.js';
+import { hasWrk, loaderCpuMs, median, processCpu, runWrk } from './lib/load.js';
 
 const { values } = parseArgs({
   options: {
@@ -42,6 +46,7 @@ const SECONDS = Number(values.seconds);
 const CONNECTIONS = Number(values.connections);
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SECRET = 'bench-secret';
+const CEL_SCENARIO = 'exchange, 1 CEL rule + 1 CEL mapping';
 
 /** Starts a node process and resolves with it and the first JSON line it prints that has `field`. */
 function spawnAndWait(
@@ -86,9 +91,15 @@ interface Result {
   /** The server's CPU time per request in µs: main thread, and its other threads (workers, libuv pool, GC). */
   mainUs: number;
   otherUs: number;
+  /**
+   * This process's CPU time per request in µs: the load generator's cost (and wrk's parsing, when wrk runs). It
+   * shares the machine's cores with the servers, so it narrows the requests/s ratio towards 1 by the same amount
+   * for both; the CPU ratio does not include it.
+   */
+  loaderUs: number;
 }
 
-type LoadResult = Omit<Result, 'mainUs' | 'otherUs'>;
+type LoadResult = Omit<Result, 'mainUs' | 'otherUs' | 'loaderUs'>;
 
 async function load(
   server: { proc: ChildProcess; port: number },
@@ -97,9 +108,11 @@ async function load(
 ): Promise<Result> {
   const pid = server.proc.pid ?? 0;
   const before = processCpu(pid);
+  const loaderBefore = loaderCpuMs();
   const result = await (values.loader === 'wrk'
     ? loadWrk(server.port, body, headers)
     : loadAutocannon(server.port, body, headers));
+  const loaderAfter = loaderCpuMs();
   const after = processCpu(pid);
   const requests = result.rps * SECONDS;
   const perRequest = (a: number | undefined, b: number | undefined) =>
@@ -108,6 +121,7 @@ async function load(
     ...result,
     mainUs: perRequest(before?.mainMs, after?.mainMs),
     otherUs: perRequest(before?.otherMs, after?.otherMs),
+    loaderUs: perRequest(loaderBefore, loaderAfter),
   };
 }
 
@@ -254,7 +268,7 @@ async function main(): Promise<void> {
       { name: 'service token', body: 'grant_type=client_credentials', headers: auth },
       { name: 'exchange', body: exchangeBody(subjectToken), headers: {} },
       {
-        name: 'exchange, 1 CEL rule + 1 CEL mapping',
+        name: CEL_SCENARIO,
         body: exchangeBody(celSubjectToken),
         baselineBody: exchangeBody(subjectToken),
         headers: {},
@@ -270,6 +284,8 @@ async function main(): Promise<void> {
       `tokens over HTTP: ${ROUNDS} rounds × ${SECONDS}s per server and scenario, ${CONNECTIONS} connections, ` +
         `signing workers ${values.workers}, load by ${values.loader}; baseline and service alternate`,
     );
+    /** Each scenario's service CPU per request (µs, audit on), per round. */
+    const serviceCpu = new Map<string, number[]>();
     for (const s of scenarios) {
       const runs = { baseline: [] as Result[], service: [] as Result[], unaudited: [] as Result[] };
       for (let round = 0; round < ROUNDS; round++) {
@@ -284,6 +300,7 @@ async function main(): Promise<void> {
         errors: rs.reduce((n, r) => n + r.errors, 0),
         mainUs: median(rs.map((r) => r.mainUs)),
         otherUs: median(rs.map((r) => r.otherUs)),
+        loaderUs: median(rs.map((r) => r.loaderUs)),
         each: rs.map((r) => Math.round(r.rps)).join('/'),
       });
       const b = summary(runs.baseline);
@@ -292,24 +309,45 @@ async function main(): Promise<void> {
       const row = (name: string, r: typeof b) =>
         console.log(
           `  ${name.padEnd(9)} ${Math.round(r.rps)} req/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  ` +
-            `errors ${r.errors}  rounds ${r.each}  CPU/req main ${r.mainUs.toFixed(0)} µs + other ${r.otherUs.toFixed(0)} µs`,
+            `errors ${r.errors}  rounds ${r.each}  CPU/req main ${r.mainUs.toFixed(0)} µs + other ${r.otherUs.toFixed(0)} µs ` +
+            `(load generator ${r.loaderUs.toFixed(0)} µs)`,
         );
       row('baseline', b);
       row('service', v);
       row('no audit', summary(runs.unaudited));
-      const cpu = (r: typeof b) => r.mainUs + r.otherUs;
+      const cpu = (r: { mainUs: number; otherUs: number }) => r.mainUs + r.otherUs;
+      const range = (xs: number[], digits: number) =>
+        `${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}`;
       // Each round's service run follows its baseline run within seconds, so the ratio of a pair is spared most of
       // the machine's drift between rounds (seen here: the same server 30% apart from one round to the next).
       const paired = runs.service.map((r, i) => r.rps / (runs.baseline[i]?.rps ?? NaN));
       console.log(
         `  ratio     ${median(paired).toFixed(2)}x requests/s (median of the ${ROUNDS} paired rounds, ` +
-          `${Math.min(...paired).toFixed(2)}–${Math.max(...paired).toFixed(2)}; ratio of medians ` +
-          `${(v.rps / b.rps).toFixed(2)}x); ${(cpu(b) / cpu(v)).toFixed(2)}x less CPU per request`,
+          `${range(paired, 2)}; ratio of medians ${(v.rps / b.rps).toFixed(2)}x)`,
+      );
+      // CPU per request drifts far less than requests/s on a shared machine; paired the same way.
+      const pairedCpu = runs.service.map((r, i) => cpu(runs.baseline[i] ?? r) / cpu(r));
+      console.log(
+        `  CPU       ${median(pairedCpu).toFixed(2)}x less CPU per request than the baseline (median of the ` +
+          `${ROUNDS} paired rounds, ${range(pairedCpu, 2)})`,
       );
       const audited = runs.service.map((r, i) => r.rps / (runs.unaudited[i]?.rps ?? NaN));
+      const auditUs = runs.service.map((r, i) => cpu(r) - cpu(runs.unaudited[i] ?? r));
       console.log(
         `  audit     audit log on / off ${median(audited).toFixed(2)}x requests/s (median of the ${ROUNDS} ` +
-          `paired rounds, ${Math.min(...audited).toFixed(2)}–${Math.max(...audited).toFixed(2)})`,
+          `paired rounds, ${range(audited, 2)}); it costs ${median(auditUs).toFixed(0)} µs CPU per request ` +
+          `(${range(auditUs, 0)})`,
+      );
+      serviceCpu.set(s.name, runs.service.map(cpu));
+    }
+    // What the CEL rule and mapping cost: the same exchange with and without them (scenarios run one after the
+    // other, so this compares medians, not pairs).
+    const plain = serviceCpu.get('exchange');
+    const withCel = serviceCpu.get(CEL_SCENARIO);
+    if (plain && withCel) {
+      console.log(
+        `\nCEL rule + mapping: service CPU per request ${median(withCel).toFixed(0)} µs against ` +
+          `${median(plain).toFixed(0)} µs for the same exchange without them (medians of ${ROUNDS} rounds each)`,
       );
     }
   } finally {

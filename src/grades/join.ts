@@ -120,6 +120,12 @@ export async function joinCluster(o: JoinOptions): Promise<JoinResult> {
  * the oldest message the stream still holds.
  */
 export function checkBackup(source: string, header: BackupHeader, stream: StreamIdentity): void {
+  // Only a replica without a stream writes a backup that names none, and it has read no stream message.
+  if (header.streamCreated === '' && header.position !== 0) {
+    throw new BackupRefusedError(
+      `backup of ${source} names no stream yet claims position ${header.position}: it would hide that many messages`,
+    );
+  }
   if (header.streamCreated !== '' && header.streamCreated !== stream.created) {
     throw new BackupRefusedError(
       `backup of ${source} belongs to another incarnation of the stream (created ${header.streamCreated}, ` +
@@ -172,16 +178,18 @@ async function open(
 async function loadFrom(source: string, o: JoinOptions): Promise<number> {
   const started = Date.now();
   let stream: StreamIdentity | undefined;
+  let last = 0;
   const { header, rows } = await readBackup(
     await open(source, o),
     async (h) => {
       stream = await o.stream();
       checkBackup(shown(source), h, stream);
+      // A backup of no stream holds no stream sequence at all (its values were never replicated).
+      last = h.streamCreated === '' ? 0 : stream.last;
       // Its own incarnation when it named none (a backup of a replica without a stream, at position 0).
       await o.target.restart(h.position, stream.created, h.marks);
     },
     async (batch) => {
-      const last = stream?.last ?? 0;
       if (batch.some((row) => row.seqs.some((s) => s > last))) {
         throw new BackupRefusedError(
           `backup of ${shown(source)} holds sequences beyond the stream's last (${last})`,

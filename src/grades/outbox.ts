@@ -21,7 +21,12 @@ export interface StreamPort {
   ): Promise<{ seq: number }>;
   /** The last message stored on `subject` (with its MAC header, if any), or undefined when there is none. */
   last(subject: string): Promise<{ seq: number; data: Uint8Array; mac?: string | undefined } | undefined>;
+  /** The largest message body the server takes, headers included (its `max_payload`); unknown: no limit. */
+  readonly maxPayload?: () => number | undefined;
 }
+
+/** Room left in a message for the headers the outbox sends (message id, expected sequence, MAC). */
+const HEADER_ROOM = 1024;
 
 /** How a write was kept. */
 export type WriteReceipt =
@@ -300,15 +305,19 @@ export class Outbox {
       if (held > 0) this.#stored(batch.slice(0, held), this.#lastSubjectSeq ?? 0);
       if (held === batch.length) return held;
     }
-    const rest = batch.slice(held);
+    let rest = batch.slice(held);
+    let encoded = this.#encode(rest);
+    // A batch is counted in writes; the server limits bytes. Halved until it fits (a single write always does:
+    // a user_id is at most 256 characters), so a window of long ids never leaves the outbox stuck on its head.
+    const limit = (port.maxPayload?.() ?? Infinity) - HEADER_ROOM;
+    while (encoded.data.length > limit && rest.length > 1) {
+      rest = rest.slice(0, Math.ceil(rest.length / 2));
+      encoded = this.#encode(rest);
+    }
     for (const e of rest) e.sent = true;
     const first = (rest[0] as Entry).n;
     const last = (rest.at(-1) as Entry).n;
-    const { data, mac } = this.#codec.encode({
-      origin: this.#o.origin,
-      n: first,
-      updates: rest.map((e) => e.update),
-    });
+    const { data, mac } = encoded;
     const ack = await port.publish(this.#o.subject, data, {
       msgID: `${this.#o.origin}:${first}-${last}`,
       timeout: this.#o.ackTimeoutMs,
@@ -317,7 +326,16 @@ export class Outbox {
     });
     this.#lastSubjectSeq = ack.seq;
     this.#stored(rest, ack.seq);
-    return batch.length;
+    return held + rest.length;
+  }
+
+  /** One message carrying `entries` (consecutive writes of this origin). */
+  #encode(entries: readonly Entry[]): { data: Uint8Array; mac?: string | undefined } {
+    return this.#codec.encode({
+      origin: this.#o.origin,
+      n: (entries[0] as Entry).n,
+      updates: entries.map((e) => e.update),
+    });
   }
 
   /** Reads the last message on our subject: sets the expected sequence, returns the last counter stored. */

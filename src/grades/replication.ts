@@ -132,6 +132,7 @@ function portOn(nc: NatsConnection, stream: string): StreamPort {
       });
       return { seq: ack.seq };
     },
+    maxPayload: () => nc.info?.max_payload,
     last: async (subject) => {
       jsm ??= jetstreamManager(nc, { checkAPI: false });
       const m = await (await jsm).streams.getMessage(stream, { last_by_subj: subject });

@@ -98,33 +98,43 @@ export class ClaimRules {
 export function compileClaimRules(provider: ClaimRulesConfig): ClaimRules {
   const rules = provider.claimValidationRules.map((rule, i): CompiledRule => {
     const where = `claimValidationRules[${i}]`;
-    const type = typeOf(provider.name, where, rule.expression);
+    const { program, type } = compile(provider.name, where, rule.expression);
     if (type !== 'bool' && type !== 'dyn') {
       throw bad(provider.name, where, rule.expression, `it yields ${type}, not bool`);
     }
-    return { program: environment.parse(rule.expression), message: rule.message };
+    return { program, message: rule.message };
   });
   const mappings = Object.entries(provider.claimMappings).map(([target, expression]) => {
     const where = `claimMappings.${target}`;
-    const type = typeOf(provider.name, where, expression);
+    const { program, type } = compile(provider.name, where, expression);
     if (UNREPRESENTABLE.has(type)) {
       throw bad(provider.name, where, expression, `it yields ${type}, which a JSON claim cannot hold`);
     }
-    return [target, environment.parse(expression)] as const;
+    return [target, program] as const;
   });
   return new ClaimRules(rules, mappings);
 }
 
-/** Parses and type-checks one expression; its static type. */
-function typeOf(provider: string, where: string, expression: string): string {
+/**
+ * Parses and type-checks one expression: the program, and its static type. The program returned is the one
+ * checked: cel-js keeps the checked types on its syntax tree, so no evaluation type-checks it again (a program
+ * parsed a second time would be checked at its first evaluation, on a request).
+ */
+function compile(
+  provider: string,
+  where: string,
+  expression: string,
+): { program: ParseResult; type: string } {
+  let program: ParseResult;
   let checked;
   try {
-    checked = environment.parse(expression).check();
+    program = environment.parse(expression);
+    checked = program.check();
   } catch (err) {
     throw bad(provider, where, expression, firstLine(err));
   }
   if (!checked.valid) throw bad(provider, where, expression, firstLine(checked.error));
-  return checked.type ?? 'dyn';
+  return { program, type: checked.type ?? 'dyn' };
 }
 
 function bad(provider: string, where: string, expression: string, why: string): ConfigError {

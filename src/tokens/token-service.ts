@@ -30,6 +30,13 @@ export const SUBJECT_TOKEN_TYPES: ReadonlySet<string> = new Set([
 export const ISSUABLE_TYPES: ReadonlySet<string> = new Set([TOKEN_TYPE_ACCESS, TOKEN_TYPE_JWT]);
 /** Claims a subject token must carry besides `iss` and `aud`: a token that never expires is not exchanged. */
 const REQUIRED_CLAIMS = ['exp'] as const;
+/**
+ * The largest signed part (`header.payload`) of a subject token whose claims CEL rules may see before its signature
+ * is verified. What a rule costs grows with the claims it walks, and a forged token could bring any claims the
+ * body limit lets through: beyond this size the signature is checked first (one more worker task, for such tokens
+ * only), so a forged token can make rules walk at most this much. Real tokens are a fraction of it.
+ */
+export const CEL_UNVERIFIED_MAX_CHARS = 8192;
 /** Parameters RFC 8693 lets a request repeat; any other repeated parameter is an invalid_request (RFC 6749 §3.2). */
 const REPEATABLE = new Set(['audience', 'resource']);
 
@@ -172,6 +179,14 @@ export class TokenService {
         ? undefined
         : await this.#delegation.read(actorToken, provider.config, delegator);
     const proofs: Proofs = actor ? [proof, actor.proof] : proof;
+    const rules = provider.config.rules;
+    if (
+      !rules.empty &&
+      jwt.signingInput.length > CEL_UNVERIFIED_MAX_CHARS &&
+      !(await this.#o.signer.check(proofs))
+    ) {
+      throw await this.#forged(decision, proof, actor);
+    }
     let claims: Record<string, unknown>;
     let targets: { aud: string[]; scope: string | undefined };
     // The subject enters the audit record only once the signature is known to hold.
@@ -186,7 +201,7 @@ export class TokenService {
       });
       mapped = mapSubject(provider.config, payload);
       claims = Object.assign({}, mapped.claims, { sub: mapped.sub, idp: provider.config.name });
-      applyClaimRules(provider.config.rules, payload, claims);
+      applyClaimRules(rules, payload, claims);
       this.#delegate(payload, actor, claims);
       targets = grantTargets(
         [...form.getAll('audience'), ...form.getAll('resource')],

@@ -4,12 +4,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { parseCsvLine } from '../../src/grades/backup.js';
+import { FIELDS } from '../../src/grades/model.js';
 import { deleteStreams, TEST_NATS_URL, uniqueName } from '../support/nats.js';
 import { getJson, startService, type RunningService } from '../support/service.js';
 import { closedPort, TcpFaultProxy } from '../support/tcp-proxy.js';
 
 const PASSWORD = 'e2e-durability-password';
 const AUTH = `Basic ${Buffer.from(`grades:${PASSWORD}`).toString('base64')}`;
+/** Users every replica writes to, one field at a time. */
+const HOT_USERS = 16;
 
 interface Node {
   name: string;
@@ -122,6 +125,7 @@ describe('grades durability (end to end): every write that got a 2xx survives SI
     let writing = true;
     let counter = 0;
     let badHeaders = 0;
+    let hotAcknowledged = 0;
     const loops = nodes.flatMap((node) =>
       Array.from({ length: perNode }, async () => {
         while (writing) {
@@ -130,13 +134,18 @@ describe('grades durability (end to end): every write that got a 2xx survives SI
             continue;
           }
           const i = counter++;
-          const user = `w-${node.name}-${i}`;
+          // Every fourth write is a partial write of one field of a user every replica writes to, so that
+          // replicas must also converge on writes that compete; the others each set a user of their own.
+          const hot = i % 4 === 0;
+          const user = hot ? `hot-${(i / 4) % HOT_USERS}` : `w-${node.name}-${i}`;
+          const field = hot ? FIELDS[(i / 4) % FIELDS.length]! : 'spp';
           const res = await fetch(`http://127.0.0.1:${node.setPort}/set`, {
             method: 'POST',
             headers: { 'content-type': 'application/json', authorization: AUTH },
-            body: JSON.stringify({ user_id: user, spp: i }),
+            body: JSON.stringify({ user_id: user, [field]: i }),
           }).catch(() => undefined);
-          if (res && (res.status === 200 || res.status === 202)) {
+          if (res && hot && res.status >= 200 && res.status < 300) hotAcknowledged++;
+          if (res && !hot && (res.status === 200 || res.status === 202)) {
             acknowledged.set(user, { spp: i, status: res.status, node: node.name });
             // 200: stored, at the stream sequence in x-stream-sequence; 202: kept locally, replication pending.
             const header =
@@ -151,6 +160,7 @@ describe('grades durability (end to end): every write that got a 2xx survives SI
     );
     return {
       acknowledged,
+      hotAcknowledged: () => hotAcknowledged,
       badHeaders: () => badHeaders,
       stop: async () => {
         writing = false;
@@ -181,6 +191,34 @@ describe('grades durability (end to end): every write that got a 2xx survives SI
         throw new Error(`${err.message}: ${missing.length} missing, e.g. ${missing.slice(0, 5).join(', ')}`);
       });
     }
+  }
+
+  /** Every replica answers the same for each shared user (a write that got a 2xx or not: all or none have it). */
+  async function expectAgreement(nodes: Node[]): Promise<void> {
+    const users = Array.from({ length: HOT_USERS }, (_, i) => `hot-${i}`);
+    let differing: string[] = [];
+    await eventually(
+      async () => {
+        const answers = await Promise.all(
+          nodes.map((node) =>
+            pool(users, 8, async (user) =>
+              getJson(node.getPort, `/get?user_id=${encodeURIComponent(user)}`).then(
+                (res) => JSON.stringify([res.status, res.body]),
+                () => 'unreachable',
+              ),
+            ),
+          ),
+        );
+        differing = users.filter((_, i) =>
+          answers.some((a) => a[i] === 'unreachable' || a[i] !== answers[0]![i]),
+        );
+        return differing.length === 0;
+      },
+      30_000,
+      'every replica answers the same for every shared user',
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}: ${differing.length} differ, e.g. ${differing.slice(0, 5).join(', ')}`);
+    });
   }
 
   async function expectBackupEqualsGet(node: Node, users: string[]): Promise<void> {
@@ -264,6 +302,8 @@ describe('grades durability (end to end): every write that got a 2xx survives SI
     expect(load.acknowledged.size).to.be.greaterThan(100);
     expect([...load.acknowledged.values()].some((w) => w.node === 'r2')).to.equal(true);
     await expectEverywhere(nodes, load.acknowledged);
+    expect(load.hotAcknowledged()).to.be.greaterThan(0);
+    await expectAgreement(nodes);
     const sample = [...load.acknowledged.keys()].slice(0, 200);
     for (const node of nodes) await expectBackupEqualsGet(node, sample);
   });
@@ -291,6 +331,8 @@ describe('grades durability (end to end): every write that got a 2xx survives SI
     await load.stop();
     expect(load.badHeaders()).to.equal(0);
     await expectEverywhere(nodes, load.acknowledged);
+    expect(load.hotAcknowledged()).to.be.greaterThan(0);
+    await expectAgreement(nodes);
     const sample = [...load.acknowledged.entries()]
       .filter(([, w]) => w.status === 202)
       .map(([user]) => user)

@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -38,6 +40,14 @@ export function startService(env: Record<string, string>): RunningService {
   });
   const logs: Record<string, unknown>[] = [];
   const stderr: string[] = [];
+  // E2E_LOG_DIR keeps each started process's output in a file of its own, to read after a failure.
+  const keep = process.env.E2E_LOG_DIR;
+  if (keep) {
+    mkdirSync(keep, { recursive: true });
+    const file = createWriteStream(join(keep, `${env.REPLICA_ID ?? 'service'}-${proc.pid ?? 0}.log`));
+    proc.stdout?.pipe(file, { end: false });
+    proc.stderr?.pipe(file, { end: false });
+  }
   const exited = new Promise<number | string>((resolve) =>
     proc.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')),
   );

@@ -99,7 +99,11 @@ describe('grades join – backups a replica of this stream must refuse (X4)', ()
     expect(() => checkBackup('p', header(4), stream)).to.not.throw();
     expect(() => checkBackup('p', header(100), stream)).to.not.throw();
     // A replica without a stream wrote it: its values are all at sequence 0, nothing to misplace.
-    expect(() => checkBackup('p', header(4, ''), stream)).to.not.throw();
+    expect(() => checkBackup('p', header(0, ''), { ...stream, first: 1 })).to.not.throw();
+  });
+
+  it('refuses a backup that names no stream yet claims a position: it would hide the messages up to it', () => {
+    expect(() => checkBackup('p', header(4, ''), stream)).to.throw(/names no stream yet claims position 4/);
   });
 
   it('refuses another incarnation, a position beyond the stream, and one the stream no longer continues', () => {

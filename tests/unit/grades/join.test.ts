@@ -127,6 +127,27 @@ describe('grades join – from any peer, never a master (G8, G9, X4)', () => {
     expect([...(marks ?? [])]).to.deep.equal([['r1/ab', 4]]);
   });
 
+  it('a backup that names no stream (a standalone replica’s) joins only as one: at position 0, every sequence 0', async () => {
+    const hiding = await peer(await backupBytes(5, '', 'alice,1,2,3,4,0,0,0,0,,,\n'), AUTH);
+    const sequenced = await peer(await backupBytes(0, '', ROW), AUTH);
+    const standalone = await peer(await backupBytes(0, '', 'bob,1,2,3,4,0,0,0,0,,,\n'), AUTH);
+    servers.push(hiding.server, sequenced.server, standalone.server);
+    const result = await joinCluster(options({ peers: [hiding.url, sequenced.url, standalone.url] }));
+    expect(result).to.deep.equal({ startSeq: 1, source: standalone.url });
+    // Taken as this stream's, from its start: every stream message then wins over its sequence-0 values.
+    expect(restarts.at(-1)).to.deep.equal([0, CREATED]);
+    expect(loaded.map((r) => r.user_id)).to.deep.equal(['bob']);
+    const refusals = [
+      [hiding, /names no stream yet claims position 5/],
+      [sequenced, /holds sequences beyond the stream's last \(0\)/],
+    ] as const;
+    for (const [refused, why] of refusals) {
+      const err = await joinCluster(options({ peers: [refused.url], attempts: 1 })).catch((e: unknown) => e);
+      expect(err, refused.url).to.be.instanceOf(BackupRefusedError);
+      expect((err as Error).message).to.match(why);
+    }
+  });
+
   it('refuses a backup of another stream incarnation and one beyond the stream, and joins from the good one', async () => {
     const foreign = await peer(await backupBytes(3, '2020-01-01T00:00:00Z', ROW), AUTH);
     const beyond = await peer(await backupBytes(99, CREATED, ROW), AUTH);

@@ -128,6 +128,38 @@ describe('grades outbox', () => {
     expect(box.size).to.equal(0);
   });
 
+  it('a batch larger than the server takes is split, in order, so the head of the queue always goes out', async () => {
+    const stream = fakeStream();
+    stream.state.hold = true;
+    const sizes: number[] = [];
+    const limit = 1024 + 700;
+    stream.port = {
+      ...stream.port,
+      maxPayload: () => limit,
+      publish: (subject, data, o) => {
+        sizes.push(data.length);
+        return stream.publish(subject, data, o);
+      },
+    };
+    const { box } = await started(stream);
+    const long = (i: number): GradeUpdate => ({ user_id: `${'x'.repeat(250)}${i}`, spp: i });
+    const answers = [1, 2, 3, 4, 5, 6, 7].map((i) => box.submit(long(i)));
+    await timers.tickAsync(0);
+    stream.state.hold = false;
+    stream.held.shift()?.();
+    const receipts = await Promise.all(answers);
+    expect(receipts.map((r) => r.status)).to.deep.equal(Array(7).fill('stored'));
+    // Three ids of about 260 bytes would pass the 700 bytes left after the headers' room: two per message at most.
+    for (const size of sizes) expect(size).to.be.at.most(limit - 1024);
+    expect(stream.publish.args.map((a) => a[2].msgID)).to.deep.equal([
+      'r1/x:1-1',
+      'r1/x:2-3',
+      'r1/x:4-5',
+      'r1/x:6-7',
+    ]);
+    expect(stream.writes().map(([n]) => n)).to.deep.equal([1, 2, 3, 4, 5, 6, 7]);
+  });
+
   it('a message whose acknowledgement was lost is found by a look-up and never stored twice', async () => {
     const stream = fakeStream();
     const { box, events } = await started(stream);
@@ -135,10 +167,11 @@ describe('grades outbox', () => {
     const a = box.submit(up(1));
     await timers.tickAsync(0);
     expect(stream.stored).to.have.length(1);
-    const b = box.submit(up(2)); // refused: the last publish failed and there is no log
+    // Refused: the last publish failed and there is no log (caught now: it is refused before it is awaited).
+    const b = box.submit(up(2)).catch((e: unknown) => e);
     await timers.tickAsync(250);
     expect((await a).status).to.equal('stored');
-    expect(await b.catch((e: unknown) => e)).to.be.instanceOf(GradesUnavailableError);
+    expect(await b).to.be.instanceOf(GradesUnavailableError);
     expect(stream.writes()).to.deep.equal([[1, 'u1']]);
     expect(events).to.deep.equal(['stored 1@101']);
   });
