@@ -17,14 +17,14 @@ const record = (user_id: string, v: readonly number[]): UserGrade => ({
 });
 
 describe('grade store – layout at scale (slots, chunks, widening)', () => {
-  it('G3: 140,000 records across chunk boundaries read back as written, in insertion order, by get, rows and csv', () => {
+  it('G3: 70,000 records across chunk boundaries read back as written, in insertion order, by get, rows and csv', () => {
     const store = new GradeStore();
-    const n = 140_000; // the first chunk grows from 256 records, then chunks of 65,536 follow
+    const n = 70_000; // the first chunk grows from 256 records to 65,536, then a second chunk follows
     for (let i = 0; i < n; i++) {
       store.applyStored({ user_id: `user-${i}`, postpaid_limit: i, spp: 0 - i, return_fee: i % 7 }, i + 1);
     }
     expect(store.size).to.equal(n);
-    for (const i of [0, 255, 256, 511, 65_535, 65_536, 131_071, 131_072, n - 1]) {
+    for (const i of [0, 255, 256, 511, 65_535, 65_536, n - 1]) {
       expect(store.get(`user-${i}`), `user-${i}`).to.deep.equal(record(`user-${i}`, [i, 0 - i, 0, i % 7]));
     }
     let i = 0;
