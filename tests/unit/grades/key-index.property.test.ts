@@ -55,9 +55,9 @@ describe('grades key index – a Map outside the heap (G3)', () => {
     expect(seen.wide).to.be.above(RUNS / 4);
   });
 
-  it('keeps 300,000 keys across table growth and arena chunks, each found at its slot and named back', () => {
+  it('keeps 70,000 keys across table growth and arena chunks, each found at its slot and named back', () => {
     const index = new KeyIndex();
-    const n = 300_000; // 20-character keys: about 6.6 MB of arena (1 MiB chunks), the table grown 15 times
+    const n = 70_000; // 20-character keys: about 1.5 MB of arena (1 MiB chunks), the table grown 13 times
     const keyOf = (i: number) => `user-${String(i).padStart(15, '0')}`;
     for (let i = 0; i < n; i++) index.slotOf(keyOf(i));
     expect(index.size).to.equal(n);
@@ -69,8 +69,8 @@ describe('grades key index – a Map outside the heap (G3)', () => {
     expect(index.find(keyOf(n))).to.equal(-1);
     expect(index.slotOf(keyOf(7))).to.equal(7); // present: no new slot
     expect(index.size).to.equal(n);
-    // Table at most 3/4 full: 2^19 entries for 300,000 keys.
-    expect(index.bytes).to.equal(7 * 2 ** 20 + 5 * 65_536 * 4 + 2 ** 19 * 8);
+    // Table at most 3/4 full: 2^17 entries for 70,000 keys.
+    expect(index.bytes).to.equal(2 * 2 ** 20 + 2 * 65_536 * 4 + 2 ** 17 * 8);
   });
 
   it('clear() forgets every key and numbers from 0 again', () => {
