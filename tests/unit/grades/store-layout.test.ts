@@ -139,4 +139,41 @@ describe('grade store – layout at scale (slots, chunks, widening)', () => {
       expect(Buffer.concat(chunks).toString('utf8'), `chunks of ${size}`).to.equal(text);
     }
   });
+
+  it('G7: backup bytes hold at most their size in lines, and long lines fit however small the chunk', () => {
+    const store = new GradeStore();
+    const big = {
+      postpaid_limit: Number.MAX_SAFE_INTEGER,
+      spp: -Number.MAX_SAFE_INTEGER,
+      shipping_fee: -(2 ** 31),
+      return_fee: 2 ** 40,
+    };
+    store.applyStored({ user_id: 'p'.repeat(256), ...big }, Number.MAX_SAFE_INTEGER);
+    store.applyStored({ user_id: `${'ü,'.repeat(128)}`, ...big }, Number.MAX_SAFE_INTEGER);
+    store.applyStored({ user_id: 'q"'.repeat(128), ...big }, 7);
+    store.applyStored({ user_id: '名'.repeat(256), ...big }, Number.MAX_SAFE_INTEGER); // 768 bytes of key alone
+    for (let i = 0; i < 5; i++) store.applyStored({ user_id: `s${i}`, spp: i }, 1);
+    const text = store.csvLines(store.backupCursor(), 100, csvField, ',,,');
+    for (const size of [1, 2, 3]) {
+      const cursor = store.backupCursor();
+      const chunks: string[] = [];
+      for (
+        let b = store.csvChunk(cursor, size, csvField, ',,,');
+        b.length > 0;
+        b = store.csvChunk(cursor, size, csvField, ',,,')
+      )
+        chunks.push(b.toString('utf8'));
+      expect(chunks.join(''), `chunks of ${size}`).to.equal(text);
+      expect(
+        chunks.map((c) => c.split('\n').length - 1),
+        `lines per chunk of ${size}`,
+      ).to.deep.equal(Array.from({ length: Math.ceil(9 / size) }, (_, k) => Math.min(size, 9 - k * size)));
+    }
+  });
+
+  it('G3: records past the first chunk take whole chunks of 65,536 (32 bytes a record while narrow)', () => {
+    const store = new GradeStore();
+    for (let i = 0; i < 65_537; i++) store.applyStored({ user_id: `u${i}`, spp: 1 }, 1);
+    expect(store.columnBytes).to.equal(2 * 65_536 * 32);
+  });
 });
