@@ -8,8 +8,10 @@
  *  4. the outage path: POST /set requests/s on a replica with GRADES_OUTBOX_DIR whose NATS is unreachable (each
  *     write synced to the outbox log before its 202) vs a bare server that appends each body to a file and
  *     answers after fdatasync with the same group commit;
- *  5. with N records (default 1,000,000): backup time, size and peak RSS growth, vs gzipping the same rows
- *     in-process in chunks of 1,000; then the time for a new replica to join from that backup.
+ *  5. with N records (default 1,000,000; `--records 10000000` for the ten-million case): a replica of its own
+ *     stream loaded from a backup file of them at start; its memory per record over an idle replica; the backup's
+ *     time, size and peak RSS growth vs gzipping the same rows in-process (chunks of 1,000, the backup's gzip
+ *     level); then the time for a new replica to join from that backup, spawn to ready.
  *
  *   node --import tsx scripts/bench-grades.ts [--rounds 3] [--seconds 5] [--records 1000000] [--rate 1000]
  *                                             [--only get,set,lag,outbox,backup]
@@ -18,17 +20,17 @@
  * own stream names and deletes them afterwards.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createGzip } from 'node:zlib';
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import autocannon from 'autocannon';
 import { Pool } from 'undici';
 import { connect } from '@nats-io/transport-node';
-import { BACKUP_COLUMNS } from '../src/grades/backup.js';
-import { encodeReplication } from '../src/grades/wire.js';
+import { BACKUP_COLUMNS, BACKUP_GZIP_LEVEL } from '../src/grades/backup.js';
 import { startService, type RunningService } from '../tests/support/service.js';
 import { TcpFaultProxy } from '../tests/support/tcp-proxy.js';
 import { hasWrk, median, quantile, runWrk, type WrkResult } from './lib/load.js';
@@ -137,6 +139,145 @@ async function waitReady(port: number, ms = 600_000): Promise<void> {
     if (Date.now() > deadline) throw new Error('replica not ready');
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** The n-th record's backup line: a 20-character user_id, two fields varying, sequence n + 1 for all four. */
+function recordLine(i: number): string {
+  return `user-${String(i).padStart(15, '0')},${i},${i % 100},300,150,${i + 1},${i + 1},${i + 1},${i + 1},,,\n`;
+}
+
+/** Gzips the header and RECORDS record lines, in chunks of 1,000 as the service does, into `sink`. */
+async function gzipRows(head: string, sink: (chunk: Buffer) => void): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const gz = createGzip({ level: BACKUP_GZIP_LEVEL });
+    gz.on('data', sink);
+    gz.on('end', resolve);
+    gz.write(head);
+    const writeChunk = (from: number) => {
+      for (let i = from; i < RECORDS; i += 1000) {
+        let lines = '';
+        for (let j = i; j < Math.min(i + 1000, RECORDS); j++) lines += recordLine(j);
+        if (!gz.write(lines)) {
+          gz.once('drain', () => writeChunk(i + 1000));
+          return;
+        }
+      }
+      gz.end();
+    };
+    writeChunk(0);
+  });
+}
+
+/** A replica's memory as its /metrics state it (no forced GC: the heap figure includes garbage not yet collected). */
+async function memoryOf(port: number, pid: number): Promise<{ heap: number; external: number; rss: number }> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? NaN);
+  return {
+    heap: metric('nodejs_heap_size_used_bytes'),
+    external: metric('nodejs_external_memory_bytes'),
+    rss: (await rssKb(pid)) * 1024,
+  };
+}
+
+/**
+ * 5. RECORDS records in a replica of their own stream: the records are written as a backup file (what a backup of
+ * them holds, byte for byte but for the metadata row) and loaded at start with GRADES_RESTORE_FROM, which checks
+ * it against the stream as a join does; the stream is made to stand at sequence RECORDS (purged up to it, so it
+ * holds no message) so that the rows may carry real sequences. Then: memory per record, the backup next to
+ * gzipping the same rows in-process, and a new replica joining from that backup.
+ */
+async function backupAndJoin(
+  env: (name: string, extra?: Record<string, string>) => Record<string, string>,
+  services: RunningService[],
+  dir: string,
+  jsm: JetStreamManager,
+  tag: string,
+): Promise<void> {
+  const big = `${tag}_BIG`;
+  await jsm.streams.add({ name: big, subjects: [`${big}.set.>`] });
+  await jsm.streams.purge(big, { seq: RECORDS + 1 });
+  const bigEnv = (name: string, extra: Record<string, string> = {}) =>
+    env(name, { GRADES_STREAM: big, GRADES_SUBJECT: `${big}.set`, ...extra });
+  const meta = BACKUP_COLUMNS.map((_, i) => (i === BACKUP_COLUMNS.length - 1 ? String(RECORDS) : ''));
+  const mark = BACKUP_COLUMNS.map((_, i) =>
+    i === BACKUP_COLUMNS.length - 3 ? 'bench/1' : i === BACKUP_COLUMNS.length - 1 ? String(RECORDS) : '',
+  );
+  const head = `${BACKUP_COLUMNS.join(',')}\n${meta.join(',')}\n${mark.join(',')}\n`;
+  const file = join(dir, 'fill.csv.gz');
+  const out = createWriteStream(file);
+  await gzipRows(head, (c) => out.write(c));
+  await new Promise<void>((resolve, reject) =>
+    out.end((err?: Error | null) => (err ? reject(err) : resolve())),
+  );
+
+  // An idle replica of the same code, for the memory a replica holds without records.
+  const idle = startService(bigEnv('idle'));
+  services.push(idle);
+  const idlePorts = (await idle.ready) as { gradesGetPort: number };
+  await waitReady(idlePorts.gradesGetPort);
+  await new Promise((r) => setTimeout(r, 3000));
+  const idleMem = await memoryOf(idlePorts.gradesGetPort, idle.proc.pid ?? 0);
+  await idle.stop('SIGTERM');
+
+  const tFill = Date.now();
+  const f = startService(bigEnv('f', { GRADES_RESTORE_FROM: file }));
+  services.push(f);
+  const fPorts = (await f.ready) as { gradesGetPort: number };
+  await waitReady(fPorts.gradesGetPort);
+  const fillSeconds = (Date.now() - tFill) / 1000;
+  await new Promise((r) => setTimeout(r, 3000));
+  const pid = f.proc.pid ?? 0;
+  const fMem = await memoryOf(fPorts.gradesGetPort, pid);
+  const perRecord = (m: typeof fMem, key: keyof typeof fMem) =>
+    ((m[key] - idleMem[key]) / RECORDS).toFixed(0);
+  console.log(
+    `\n${RECORDS} records, loaded from a backup file at start in ${fillSeconds.toFixed(1)} s (node's default heap limit)`,
+  );
+  console.log(
+    `  memory    per record over an idle replica: heap ${perRecord(fMem, 'heap')} B + external ${perRecord(fMem, 'external')} B (no forced GC), RSS ${perRecord(fMem, 'rss')} B; idle: heap ${(idleMem.heap / 1e6).toFixed(0)} MB, RSS ${(idleMem.rss / 1e6).toFixed(0)} MB`,
+  );
+
+  // Baseline: the same rows, gzipped in-process in chunks of 1,000.
+  const tb = performance.now();
+  let baseSize = 0;
+  await gzipRows(head, (c) => (baseSize += c.length));
+  const baseSeconds = (performance.now() - tb) / 1000;
+
+  const rssBefore = await rssKb(pid);
+  let rssPeak = rssBefore;
+  const sampler = setInterval(() => void rssKb(pid).then((kb) => (rssPeak = Math.max(rssPeak, kb))), 20);
+  const tBackup = performance.now();
+  const res = await fetch(`http://127.0.0.1:${fPorts.gradesGetPort}/backup`, {
+    headers: { authorization: AUTH },
+  });
+  let size = 0;
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) size += chunk.length;
+  const backupSeconds = (performance.now() - tBackup) / 1000;
+  clearInterval(sampler);
+  console.log(
+    `  baseline  gzip (level ${BACKUP_GZIP_LEVEL}, as the backup) of the same rows in-process: ${baseSeconds.toFixed(2)} s, ${(baseSize / 1e6).toFixed(1)} MB`,
+  );
+  console.log(
+    `  backup    GET /backup: ${backupSeconds.toFixed(2)} s (${(backupSeconds / baseSeconds).toFixed(2)}x), ${(size / 1e6).toFixed(1)} MB, peak RSS growth ${((rssPeak - rssBefore) / 1024).toFixed(1)} MB`,
+  );
+
+  const tJoin = Date.now();
+  const c = startService(bigEnv('c', { GRADES_PEERS: `http://127.0.0.1:${fPorts.gradesGetPort}` }));
+  services.push(c);
+  const cPorts = (await c.ready) as { gradesGetPort: number };
+  await waitReady(cPorts.gradesGetPort);
+  const joinSeconds = (Date.now() - tJoin) / 1000;
+  const loaded = c.logs.find((l) => l.msg === 'backup loaded') as { ms?: number; rows?: number } | undefined;
+  console.log(
+    `  join      new replica ready ${joinSeconds.toFixed(1)} s after spawn (backup download and load ${((loaded?.ms ?? NaN) / 1000).toFixed(1)} s, ${loaded?.rows} rows)`,
+  );
+  await new Promise((r) => setTimeout(r, 3000));
+  const cMem = await memoryOf(cPorts.gradesGetPort, c.proc.pid ?? 0);
+  console.log(
+    `  joined    per record over an idle replica: heap ${perRecord(cMem, 'heap')} B + external ${perRecord(cMem, 'external')} B (no forced GC), RSS ${perRecord(cMem, 'rss')} B`,
+  );
+  await Promise.all([f.stop('SIGTERM'), c.stop('SIGTERM')]);
+  await jsm.streams.delete(big).catch(() => undefined);
 }
 
 async function main(): Promise<void> {
@@ -330,88 +471,7 @@ async function main(): Promise<void> {
       }
     }
 
-    if (ONLY.has('backup')) {
-      // N records: publish them straight into the stream, as writes from another replica, and let a catch up.
-      const t0 = Date.now();
-      const window: Promise<unknown>[] = [];
-      for (let i = 0; i < RECORDS; i++) {
-        const msg = {
-          origin: 'bench/1',
-          n: i + 1,
-          updates: [
-            { user_id: `big-${i}`, postpaid_limit: i, spp: i % 100, shipping_fee: 300, return_fee: 150 },
-          ],
-        };
-        window.push(js.publish(`${tag}.set.bench`, encodeReplication(msg)));
-        if (window.length >= 2000) await Promise.all(window.splice(0));
-      }
-      await Promise.all(window);
-      const lastSeq = (await jsm.streams.info(tag)).state.last_seq;
-      const metricsOf = async (port: number) =>
-        await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-      for (;;) {
-        const m = /^grades_stream_position (\d+)/m.exec(await metricsOf(aPorts.gradesGetPort));
-        if (Number(m?.[1]) >= lastSeq) break;
-        await new Promise((r) => setTimeout(r, 200));
-      }
-      console.log(
-        `\n${RECORDS} records: published and applied by a in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
-      );
-
-      // Baseline: the same rows, gzipped in-process in chunks of 1,000.
-      const tb = performance.now();
-      let baseSize = 0;
-      await new Promise<void>((resolve) => {
-        const gz = createGzip();
-        gz.on('data', (c: Buffer) => (baseSize += c.length));
-        gz.on('end', resolve);
-        gz.write(`${BACKUP_COLUMNS.join(',')}\n`);
-        const writeChunk = (from: number) => {
-          for (let i = from; i < RECORDS; i += 1000) {
-            const lines: string[] = [];
-            for (let j = i; j < Math.min(i + 1000, RECORDS); j++)
-              lines.push(`big-${j},${j},${j % 100},300,150,${j + 1},${j + 1},${j + 1},${j + 1},,,\n`);
-            if (!gz.write(lines.join(''))) {
-              gz.once('drain', () => writeChunk(i + 1000));
-              return;
-            }
-          }
-          gz.end();
-        };
-        writeChunk(0);
-      });
-      const baseSeconds = (performance.now() - tb) / 1000;
-
-      const pid = a.proc.pid ?? 0;
-      const rssBefore = await rssKb(pid);
-      let rssPeak = rssBefore;
-      const sampler = setInterval(() => void rssKb(pid).then((kb) => (rssPeak = Math.max(rssPeak, kb))), 20);
-      const tBackup = performance.now();
-      const res = await fetch(`http://127.0.0.1:${aPorts.gradesGetPort}/backup`, {
-        headers: { authorization: AUTH },
-      });
-      let size = 0;
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) size += chunk.length;
-      const backupSeconds = (performance.now() - tBackup) / 1000;
-      clearInterval(sampler);
-      console.log(
-        `  baseline  gzip of the same rows in-process: ${baseSeconds.toFixed(2)} s, ${(baseSize / 1e6).toFixed(1)} MB`,
-      );
-      console.log(
-        `  backup    GET /backup: ${backupSeconds.toFixed(2)} s, ${(size / 1e6).toFixed(1)} MB, peak RSS growth ${((rssPeak - rssBefore) / 1024).toFixed(1)} MB`,
-      );
-
-      const tJoin = Date.now();
-      const c = startService(env('c', { GRADES_PEERS: `http://127.0.0.1:${aPorts.gradesGetPort}` }));
-      services.push(c);
-      const cPorts = (await c.ready) as { gradesGetPort: number };
-      await waitReady(cPorts.gradesGetPort);
-      const loaded = c.logs.find((l) => l.msg === 'backup loaded') as
-        { ms?: number; rows?: number } | undefined;
-      console.log(
-        `  join      new replica ready ${((Date.now() - tJoin) / 1000).toFixed(1)} s after spawn (backup download and load ${((loaded?.ms ?? NaN) / 1000).toFixed(1)} s, ${loaded?.rows} rows)`,
-      );
-    }
+    if (ONLY.has('backup')) await backupAndJoin(env, services, dir, jsm, tag);
   } finally {
     await Promise.all(services.map((s) => s.stop('SIGTERM')));
     bare.proc.kill('SIGTERM');

@@ -39,9 +39,15 @@ const GROUPS: Record<string, Group> = {
     tests: [
       'tests/unit/grades/store.test.ts',
       'tests/unit/grades/store.pins.test.ts',
+      'tests/unit/grades/store-layout.test.ts',
       'tests/unit/grades/convergence.property.test.ts',
       'tests/unit/grades/backup-equals-get.property.test.ts',
     ],
+  },
+  // The store's index of user ids, outside the V8 heap, held to a Map.
+  'grades-index': {
+    mutate: ['src/grades/key-index.ts'],
+    tests: ['tests/unit/grades/key-index.property.test.ts'],
   },
   // The ordered-retry policy the grades outbox and the key store's pending writes share.
   ordering: {

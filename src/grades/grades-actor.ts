@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { Actor } from '../actor/actor.js';
 import { BACKUP_COLUMNS, csvField, type BackupSource } from './backup.js';
 import type { GradeUpdate, ReplicationMessage, UserGrade } from './model.js';
-import { GradeStore, type BackupRow } from './store.js';
+import { GradeStore, type BackupCursor, type BackupRow } from './store.js';
 import { lastN } from './wire.js';
 
 /** Quotes a CSV field when it needs it (RFC 4180); defined beside the backup's reader. */
@@ -66,8 +66,8 @@ export interface GradesReplies {
   load: void;
   restart: void;
   backupOpen: { id: number; position: number; streamCreated: string; marks: ReadonlyMap<string, number> };
-  /** CSV lines, '' once the backup has every row. */
-  backupNext: string;
+  /** CSV lines (UTF-8), empty once the backup has every row. */
+  backupNext: Buffer;
   backupClose: void;
 }
 
@@ -87,7 +87,7 @@ export interface GradesActorState {
  */
 export class GradesActor extends Actor<GradesMessage, GradesReplies> {
   readonly #store = new GradeStore();
-  readonly #backups = new Map<number, Iterator<[string, Float64Array]>>();
+  readonly #backups = new Map<number, BackupCursor>();
   #nextBackup = 1;
   #position = 0;
   #streamCreated = '';
@@ -175,10 +175,10 @@ export class GradesActor extends Actor<GradesMessage, GradesReplies> {
       }
       case 'backupNext': {
         const cursor = this.#backups.get(msg.id);
-        if (!cursor) return '';
-        const text = this.#store.csvLines(cursor, msg.max, csvField, ROW_TAIL);
-        if (text === '') this.#backups.delete(msg.id);
-        return text;
+        if (!cursor) return Buffer.alloc(0);
+        const lines = this.#store.csvChunk(cursor, msg.max, csvField, ROW_TAIL);
+        if (lines.length === 0) this.#backups.delete(msg.id);
+        return lines;
       }
       case 'backupClose':
         this.#backups.delete(msg.id);

@@ -47,6 +47,16 @@ interface Replica {
 /** The backup exactly as `/backup` writes its rows, read back. */
 function backupOf(store: GradeStore): Map<string, UserGrade> {
   const text = store.csvLines(store.backupCursor(), 1_000_000, csvField, ',,,');
+  // The bytes the backup is written with are the same text, in chunks of any size.
+  let bytes = '';
+  const cursor = store.backupCursor();
+  for (
+    let b = store.csvChunk(cursor, 2, csvField, ',,,');
+    b.length > 0;
+    b = store.csvChunk(cursor, 2, csvField, ',,,')
+  )
+    bytes += b.toString('utf8');
+  expect(bytes).to.equal(text);
   const out = new Map<string, UserGrade>();
   for (const line of text.split('\n')) {
     if (line === '') continue;
