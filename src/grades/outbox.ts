@@ -297,10 +297,10 @@ export class Outbox {
    * JetStream's de-duplication can only ever answer for exactly these writes.
    */
   async #publish(port: StreamPort, batch: readonly Entry[]): Promise<number> {
-    let held = 0;
     if (this.#lastSubjectSeq === undefined) {
       const stored = await this.#lookup(port);
       this.#failing = false;
+      let held = 0;
       while (held < batch.length && (batch[held] as Entry).n <= stored) held++;
       // Those leave the queue at once (the round goes on with the rest): were they published with the rest, a
       // failure would keep them queued, and every retry would find and apply them again.
@@ -309,7 +309,7 @@ export class Outbox {
         return held;
       }
     }
-    let rest = batch.slice(held);
+    let rest = batch;
     let encoded = this.#encode(rest);
     // A batch is counted in writes; the server limits bytes. Halved until it fits (a single write always does:
     // a user_id is at most 256 characters), so a window of long ids never leaves the outbox stuck on its head.
@@ -330,7 +330,7 @@ export class Outbox {
     });
     this.#lastSubjectSeq = ack.seq;
     this.#stored(rest, ack.seq);
-    return held + rest.length;
+    return rest.length;
   }
 
   /** One message carrying `entries` (consecutive writes of this origin). */

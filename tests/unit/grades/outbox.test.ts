@@ -160,6 +160,24 @@ describe('grades outbox', () => {
     expect(stream.writes().map(([n]) => n)).to.deep.equal([1, 2, 3, 4, 5, 6, 7]);
   });
 
+  it('a write larger than the server takes alone is still sent alone, in its turn (the server decides), never looping', async () => {
+    const stream = fakeStream();
+    stream.state.hold = true;
+    stream.port = { ...stream.port, maxPayload: () => 1024 + 10 };
+    const { box } = await started(stream);
+    const answers = [1, 2, 3, 4].map((i) => box.submit(up(i)));
+    await timers.tickAsync(0);
+    stream.state.hold = false;
+    stream.held.shift()?.();
+    expect((await Promise.all(answers)).map((r) => r.status)).to.deep.equal(Array(4).fill('stored'));
+    expect(stream.publish.args.map((a) => a[2].msgID)).to.deep.equal([
+      'r1/x:1-1',
+      'r1/x:2-2',
+      'r1/x:3-3',
+      'r1/x:4-4',
+    ]);
+  });
+
   it('a message whose acknowledgement was lost is found by a look-up and never stored twice', async () => {
     const stream = fakeStream();
     const { box, events } = await started(stream);
