@@ -198,7 +198,11 @@ async function backupAndJoin(
   await jsm.streams.purge(big, { seq: RECORDS + 1 });
   const bigEnv = (name: string, extra: Record<string, string> = {}) =>
     env(name, { GRADES_STREAM: big, GRADES_SUBJECT: `${big}.set`, ...extra });
-  const meta = BACKUP_COLUMNS.map((_, i) => (i === BACKUP_COLUMNS.length - 1 ? String(RECORDS) : ''));
+  // The backup names the stream it belongs to (a backup naming none is taken only at position 0).
+  const created = (await jsm.streams.info(big)).created;
+  const meta = BACKUP_COLUMNS.map((_, i) =>
+    i === BACKUP_COLUMNS.length - 1 ? String(RECORDS) : i === BACKUP_COLUMNS.length - 3 ? created : '',
+  );
   const mark = BACKUP_COLUMNS.map((_, i) =>
     i === BACKUP_COLUMNS.length - 3 ? 'bench/1' : i === BACKUP_COLUMNS.length - 1 ? String(RECORDS) : '',
   );
