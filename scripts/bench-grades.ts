@@ -192,6 +192,7 @@ async function backupAndJoin(
   dir: string,
   jsm: JetStreamManager,
   tag: string,
+  barePort: number,
 ): Promise<void> {
   const big = `${tag}_BIG`;
   await jsm.streams.add({ name: big, subjects: [`${big}.set.>`] });
@@ -240,6 +241,50 @@ async function backupAndJoin(
   console.log(
     `  memory    per record over an idle replica: heap ${perRecord(fMem, 'heap')} B + external ${perRecord(fMem, 'external')} B (no forced GC), RSS ${perRecord(fMem, 'rss')} B; idle: heap ${(idleMem.heap / 1e6).toFixed(0)} MB, RSS ${(idleMem.rss / 1e6).toFixed(0)} MB`,
   );
+
+  if (ONLY.has('filled') && !USE_WRK) console.log('  (filled: needs wrk for random users; skipped)');
+  if (ONLY.has('filled') && USE_WRK) {
+    // Reads and writes of random users among the RECORDS held, next to the bare server.
+    const getScript = join(dir, 'get-filled.lua');
+    await writeFile(
+      getScript,
+      [
+        'request = function()',
+        `  return wrk.format(nil, string.format("/get?user_id=user-%015d", math.random(0, ${RECORDS - 1})))`,
+        'end',
+      ].join('\n'),
+    );
+    const setScript = join(dir, 'set-filled.lua');
+    await writeFile(
+      setScript,
+      [
+        'wrk.method = "POST"',
+        'wrk.headers["Content-Type"] = "application/json"',
+        `wrk.headers["Authorization"] = "${AUTH}"`,
+        'local n = 0',
+        'request = function()',
+        '  n = n + 1',
+        `  return wrk.format(nil, "/set", nil, string.format('{"user_id":"user-%015d","spp":%d}', math.random(0, ${RECORDS - 1}), n))`,
+        'end',
+      ].join('\n'),
+    );
+    const filled = (fPorts as { gradesSetPort?: number }).gradesSetPort;
+    await alternate(
+      `GET /get, random users of ${RECORDS} held`,
+      () => wrk(`http://127.0.0.1:${barePort}/get?user_id=x`, getScript),
+      () => wrk(`http://127.0.0.1:${fPorts.gradesGetPort}/get?user_id=x`, getScript),
+    );
+    await alternate(
+      `POST /set, random users of ${RECORDS} held (answered once stored in the stream)`,
+      () => wrk(`http://127.0.0.1:${barePort}/set`, setScript),
+      () => wrk(`http://127.0.0.1:${filled}/set`, setScript),
+    );
+    if (!ONLY.has('backup')) {
+      await f.stop('SIGTERM');
+      await jsm.streams.delete(big).catch(() => undefined);
+      return;
+    }
+  }
 
   // Baseline: the same rows, gzipped in-process in chunks of 1,000.
   const tb = performance.now();
@@ -475,7 +520,8 @@ async function main(): Promise<void> {
       }
     }
 
-    if (ONLY.has('backup')) await backupAndJoin(env, services, dir, jsm, tag);
+    if (ONLY.has('backup') || ONLY.has('filled'))
+      await backupAndJoin(env, services, dir, jsm, tag, bare.port);
   } finally {
     await Promise.all(services.map((s) => s.stop('SIGTERM')));
     bare.proc.kill('SIGTERM');
