@@ -2,12 +2,18 @@ import { expect } from 'chai';
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createLocalJWKSet, jwtVerify, SignJWT, type JWK } from 'jose';
+import sinon from 'sinon';
 import { silentLogger } from '../../../src/log.js';
+import { ClaimRules } from '../../../src/tokens/claim-rules.js';
 import { OAuthError } from '../../../src/tokens/oauth-error.js';
 import { RemoteJwks } from '../../../src/tokens/remote-jwks.js';
 import { generateSigningKey, type SigningKey } from '../../../src/keys/signing-key.js';
 import { SigningPool } from '../../../src/tokens/signing-pool.js';
-import { GRANT_TOKEN_EXCHANGE, TokenService } from '../../../src/tokens/token-service.js';
+import {
+  CEL_UNVERIFIED_MAX_CHARS,
+  GRANT_TOKEN_EXCHANGE,
+  TokenService,
+} from '../../../src/tokens/token-service.js';
 import { parseTokensConfig } from '../../../src/tokens/tokens-config.js';
 import { TestIdp } from '../../support/idp.js';
 
@@ -118,16 +124,51 @@ describe('token service – CEL claim rules', () => {
     });
   });
 
-  it('a forged token that breaks a rule learns only that its signature is invalid', async () => {
-    const forger = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
-    const forged = await new SignJWT({ ...good, email_verified: false })
+  const forger = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+  const forge = (claims: Record<string, unknown>) =>
+    new SignJWT(claims)
       .setProtectedHeader({ alg: 'ES256', kid: idp.kid })
       .setIssuer(idp.issuer)
       .setExpirationTime('1h')
       .sign(forger);
-    expect(await refusal(forged)).to.include({
-      code: 'invalid_request',
-      message: 'subject_token signature is invalid',
+  const INVALID_SIGNATURE = { code: 'invalid_request', message: 'subject_token signature is invalid' };
+
+  it('a forged token that breaks a rule learns only that its signature is invalid', async () => {
+    expect(await refusal(await forge({ ...good, email_verified: false }))).to.include(INVALID_SIGNATURE);
+  });
+
+  describe('a large subject token: its signature is verified before the rules walk its claims', () => {
+    let check: sinon.SinonSpy;
+    let validate: sinon.SinonSpy;
+    beforeEach(() => {
+      check = sinon.spy(signer, 'check');
+      validate = sinon.spy(ClaimRules.prototype, 'validate');
+    });
+    afterEach(() => sinon.restore());
+    /** Enough groups to take the token past what rules may see unverified. */
+    const many = Array.from({ length: 1000 }, (_, i) => `group-${i}`);
+
+    it('a forged large token is refused as forged and no rule runs on its claims', async () => {
+      const forged = await forge({ ...good, groups: many });
+      expect(forged.split('.').slice(0, 2).join('.').length).to.be.above(CEL_UNVERIFIED_MAX_CHARS);
+      expect(await refusal(forged)).to.include(INVALID_SIGNATURE);
+      expect(validate.called).to.equal(false);
+      expect(check.callCount).to.equal(1);
+    });
+
+    it('a genuine large token is verified first, then held to the rules: issued when they hold, refused when not', async () => {
+      const issued = await service.handle(form(await idp.sign({ ...good, groups: many })), undefined);
+      expect(issued.access_token).to.be.a('string');
+      expect(check.calledBefore(validate)).to.equal(true);
+      const broken = await refusal(await idp.sign({ ...good, email_verified: false, groups: many }));
+      expect(broken).to.include({ message: 'the email address is not verified' });
+    });
+
+    it('a token of ordinary size takes no extra step: the signing task checks its signature', async () => {
+      const issued = await service.handle(form(await idp.sign({ ...good, groups: ['hr'] })), undefined);
+      expect(issued.access_token).to.be.a('string');
+      expect(validate.callCount).to.equal(1);
+      expect(check.called).to.equal(false);
     });
   });
 });
