@@ -180,13 +180,9 @@ export class TokenService {
         : await this.#delegation.read(actorToken, provider.config, delegator);
     const proofs: Proofs = actor ? [proof, actor.proof] : proof;
     const rules = provider.config.rules;
-    if (
-      !rules.empty &&
-      jwt.signingInput.length > CEL_UNVERIFIED_MAX_CHARS &&
-      !(await this.#o.signer.check(proofs))
-    ) {
-      throw await this.#forged(decision, proof, actor);
-    }
+    // Verified here only when the rules must not see the claims before (see CEL_UNVERIFIED_MAX_CHARS).
+    const verified = !rules.empty && jwt.signingInput.length > CEL_UNVERIFIED_MAX_CHARS;
+    if (verified && !(await this.#o.signer.check(proofs))) throw await this.#forged(decision, proof, actor);
     let claims: Record<string, unknown>;
     let targets: { aud: string[]; scope: string | undefined };
     // The subject enters the audit record only once the signature is known to hold.
@@ -214,7 +210,8 @@ export class TokenService {
     } catch (err) {
       // A forged token learns that it is forged, never which claims, audiences or scopes would pass (jwtVerify
       // too checks the signature before the claims). This costs a signature check on refusals only.
-      if (!(await this.#o.signer.check(proofs))) throw await this.#forged(decision, proof, actor);
+      if (!verified && !(await this.#o.signer.check(proofs)))
+        throw await this.#forged(decision, proof, actor);
       if (mapped) noteSubject(decision, provider.config, mapped);
       throw presentedTokenError(err, 'subject_token');
     }

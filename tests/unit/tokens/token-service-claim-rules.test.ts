@@ -162,6 +162,8 @@ describe('token service – CEL claim rules', () => {
       expect(check.calledBefore(validate)).to.equal(true);
       const broken = await refusal(await idp.sign({ ...good, email_verified: false, groups: many }));
       expect(broken).to.include({ message: 'the email address is not verified' });
+      // Once per token: the refusal does not check the signature a second time.
+      expect(check.callCount).to.equal(2);
     });
 
     it('a token of ordinary size takes no extra step: the signing task checks its signature', async () => {
