@@ -141,6 +141,26 @@ async function waitReady(port: number, ms = 600_000): Promise<void> {
   }
 }
 
+/**
+ * Writes a wrk script at `path` that POSTs `/set` with the grades credentials; `body` is a Lua expression of the
+ * request counter `n` giving the JSON body.
+ */
+async function writeSetScript(path: string, body: string): Promise<void> {
+  await writeFile(
+    path,
+    [
+      'wrk.method = "POST"',
+      'wrk.headers["Content-Type"] = "application/json"',
+      `wrk.headers["Authorization"] = "${AUTH}"`,
+      'local n = 0',
+      'request = function()',
+      '  n = n + 1',
+      `  return wrk.format(nil, "/set", nil, ${body})`,
+      'end',
+    ].join('\n'),
+  );
+}
+
 /** The n-th record's backup line: a 20-character user_id, two fields varying, sequence n + 1 for all four. */
 function recordLine(i: number): string {
   return `user-${String(i).padStart(15, '0')},${i},${i % 100},300,150,${i + 1},${i + 1},${i + 1},${i + 1},,,\n`;
@@ -255,18 +275,9 @@ async function backupAndJoin(
       ].join('\n'),
     );
     const setScript = join(dir, 'set-filled.lua');
-    await writeFile(
+    await writeSetScript(
       setScript,
-      [
-        'wrk.method = "POST"',
-        'wrk.headers["Content-Type"] = "application/json"',
-        `wrk.headers["Authorization"] = "${AUTH}"`,
-        'local n = 0',
-        'request = function()',
-        '  n = n + 1',
-        `  return wrk.format(nil, "/set", nil, string.format('{"user_id":"user-%015d","spp":%d}', math.random(0, ${RECORDS - 1}), n))`,
-        'end',
-      ].join('\n'),
+      `string.format('{"user_id":"user-%015d","spp":%d}', math.random(0, ${RECORDS - 1}), n)`,
     );
     const filled = (fPorts as { gradesSetPort?: number }).gradesSetPort;
     await alternate(
@@ -380,19 +391,7 @@ async function main(): Promise<void> {
       );
 
     const setScript = join(dir, 'set.lua');
-    await writeFile(
-      setScript,
-      [
-        'wrk.method = "POST"',
-        'wrk.headers["Content-Type"] = "application/json"',
-        `wrk.headers["Authorization"] = "${AUTH}"`,
-        'local n = 0',
-        'request = function()',
-        '  n = n + 1',
-        '  return wrk.format(nil, nil, nil, string.format(\'{"user_id":"u%d","spp":%d}\', n % 100000, n))',
-        'end',
-      ].join('\n'),
-    );
+    await writeSetScript(setScript, `string.format('{"user_id":"u%d","spp":%d}', n % 100000, n)`);
     if (ONLY.has('set'))
       await alternate(
         'POST /set (replication on; answered once stored in the stream)',
