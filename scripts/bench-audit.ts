@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { AUDIT_MAX_WRITE, LineBatches, type AuditSink } from '../src/tokens/audit.js';
+import { AUDIT_FLUSH_MS, AUDIT_MAX_WRITE, LineBatches, type AuditSink } from '../src/tokens/audit.js';
 import { median } from './lib/load.js';
 
 const { values } = parseArgs({
@@ -68,10 +68,9 @@ const sinks: Record<string, () => AuditSink> = {
     const sink = new LineBatches(stream);
     return {
       write: (l) => sink.write(l),
-      // Hands what is gathered to sonic-boom without closing the shared descriptor.
+      // What is gathered reaches sonic-boom within AUDIT_FLUSH_MS; then it is flushed, the shared pipe left open.
       close: async () => {
-        sink.write('');
-        await new Promise((r) => setTimeout(r, 150));
+        await new Promise((r) => setTimeout(r, AUDIT_FLUSH_MS + 10));
         await new Promise<void>((r) => stream.flush(() => r()));
       },
     };
