@@ -8,6 +8,7 @@ import { FIELDS } from '../../src/grades/model.js';
 import { deleteStreams, TEST_NATS_URL, uniqueName } from '../support/nats.js';
 import { getJson, startService, type RunningService } from '../support/service.js';
 import { closedPort, TcpFaultProxy } from '../support/tcp-proxy.js';
+import { eventually as eventuallyEvery } from '../support/time.js';
 
 const PASSWORD = 'e2e-durability-password';
 const AUTH = `Basic ${Buffer.from(`grades:${PASSWORD}`).toString('base64')}`;
@@ -21,14 +22,6 @@ interface Node {
   outboxDir?: string;
   viaProxy: boolean;
   service?: RunningService;
-}
-
-async function eventually(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 /** Runs `fn` over `items` with at most `limit` at a time. */
@@ -45,6 +38,10 @@ async function pool<T, R>(items: readonly T[], limit: number, fn: (item: T) => P
   );
   return out;
 }
+
+/** Polls every 200 ms: each check is a round of HTTP requests to real processes. */
+const eventually = (check: () => Promise<boolean>, ms: number, what: string) =>
+  eventuallyEvery(check, ms, what, 200);
 
 describe('grades durability (end to end): every write that got a 2xx survives SIGKILL, on every replica', function () {
   // Three processes, restarts and an outage: minutes on a loaded machine, seconds on a quiet one.

@@ -5,6 +5,7 @@ import { FIELDS } from '../../src/grades/model.js';
 import { deleteStreams, TEST_NATS_URL, uniqueName } from '../support/nats.js';
 import { getJson, startService, type RunningService } from '../support/service.js';
 import { closedPort, TcpFaultProxy } from '../support/tcp-proxy.js';
+import { eventually as eventuallyEvery } from '../support/time.js';
 
 const PASSWORD = 'e2e-grades-password';
 const AUTH = `Basic ${Buffer.from(`grades:${PASSWORD}`).toString('base64')}`;
@@ -37,13 +38,9 @@ async function snapshot(node: Node): Promise<string> {
   return JSON.stringify(all.map((r) => (r.status === 200 ? r.body : null)));
 }
 
-async function eventually(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+/** Polls every 100 ms: each check is a round of HTTP requests to real processes. */
+const eventually = (check: () => Promise<boolean>, ms: number, what: string) =>
+  eventuallyEvery(check, ms, what, 100);
 
 describe('grades (end to end, three replica processes)', function () {
   // Three processes, a restart and an outage: minutes on a loaded machine, seconds on a quiet one.

@@ -7,16 +7,9 @@ import { encodeReplication, originSubject } from '../../src/grades/wire.js';
 import { silentLogger } from '../../src/log.js';
 import { NatsClient } from '../../src/nats/connection.js';
 import { deleteStreams, TEST_NATS_URL, uniqueName } from '../support/nats.js';
+import { eventually } from '../support/time.js';
 
 const SECRET = 'grades-authenticated-test-secret-0123456789';
-
-async function eventually(check: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe('grades replication with CLUSTER_SECRET, against the real NATS (X7)', () => {
   const stream = uniqueName('GRADES_AUTH');

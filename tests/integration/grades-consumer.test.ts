@@ -7,14 +7,7 @@ import { encodeReplication } from '../../src/grades/wire.js';
 import { silentLogger } from '../../src/log.js';
 import { deleteStreams, TEST_NATS_URL, uniqueName } from '../support/nats.js';
 import { TcpFaultProxy, type ProxyMode } from '../support/tcp-proxy.js';
-
-async function eventually(check: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+import { eventually } from '../support/time.js';
 
 const message = (n: number): ReplicationMessage => ({
   origin: 'writer/1',

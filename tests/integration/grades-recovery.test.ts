@@ -19,14 +19,7 @@ import { createMetrics } from '../../src/metrics.js';
 import { NatsClient } from '../../src/nats/connection.js';
 import { deleteStreams, TEST_NATS_URL, uniqueName } from '../support/nats.js';
 import { TcpFaultProxy } from '../support/tcp-proxy.js';
-
-async function eventually(check: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+import { eventually } from '../support/time.js';
 
 const USERS = Array.from({ length: 20 }, (_, i) => `user-${i}`);
 const AUTH = BasicAuth.header('grades', 'recovery-password');

@@ -12,6 +12,7 @@ import { MAC_HEADER } from '../../src/grades/wire.js';
 import { silentLogger } from '../../src/log.js';
 import { NatsClient } from '../../src/nats/connection.js';
 import { deleteStreams, TEST_NATS_URL, uniqueName } from '../support/nats.js';
+import { eventually } from '../support/time.js';
 
 const SECRET = 'grades-replay-test-secret-0123456789abcdef';
 const AUTH = 'Basic Z3JhZGVzOnJlcGxheQ==';
@@ -28,14 +29,6 @@ function recordingLogger(): { log: Logger; lines: Record<string, unknown>[] } {
     },
   });
   return { log: pino({ level: 'info' }, sink), lines };
-}
-
-async function eventually(check: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 describe('grades replay of a genuine sealed message, against the real NATS', () => {

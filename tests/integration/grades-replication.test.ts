@@ -8,6 +8,7 @@ import { silentLogger } from '../../src/log.js';
 import { NatsClient } from '../../src/nats/connection.js';
 import { deleteStreams, TEST_NATS_URL, uniqueName } from '../support/nats.js';
 import { TcpFaultProxy } from '../support/tcp-proxy.js';
+import { eventually } from '../support/time.js';
 
 const USERS = Array.from({ length: 20 }, (_, i) => `user-${i}`);
 
@@ -15,14 +16,6 @@ function randomUpdate(): GradeUpdate {
   const update: Record<string, unknown> = { user_id: USERS[Math.floor(Math.random() * USERS.length)] };
   for (const field of FIELDS) if (Math.random() < 0.4) update[field] = Math.floor(Math.random() * 1000);
   return update as GradeUpdate;
-}
-
-async function eventually(check: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 function records(replica: GradesReplica): (UserGrade | undefined)[] {

@@ -15,3 +15,20 @@ export function fakeTime(): { timers: sinon.SinonFakeTimers; clock: Clock } {
   });
   return { timers, clock: { now: () => Date.now() } };
 }
+
+/**
+ * Waits, in real time, until `check` holds, asking every `pollMs`; throws naming `what` once `ms` have passed
+ * without it. For tests against real servers and processes (fake-timer tests tick instead).
+ */
+export async function eventually(
+  check: () => boolean | Promise<boolean>,
+  ms: number,
+  what: string,
+  pollMs = 25,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+}
