@@ -1,11 +1,10 @@
 import { expect } from 'chai';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { MessageAuth } from '../../src/cluster/message-auth.js';
 import { GradesReplica } from '../../src/grades/grades-replica.js';
 import { MAC_HEADER } from '../../src/grades/wire.js';
@@ -13,23 +12,10 @@ import { silentLogger } from '../../src/log.js';
 import { NatsClient } from '../../src/nats/connection.js';
 import { deleteStreams, TEST_NATS_URL, uniqueName } from '../support/nats.js';
 import { eventually } from '../support/time.js';
+import { recordingLogger } from '../support/logs.js';
 
 const SECRET = 'grades-replay-test-secret-0123456789abcdef';
 const AUTH = 'Basic Z3JhZGVzOnJlcGxheQ==';
-
-/** A logger whose lines are kept, parsed. */
-function recordingLogger(): { log: Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString().split('\n')) {
-        if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
-      }
-      done();
-    },
-  });
-  return { log: pino({ level: 'info' }, sink), lines };
-}
 
 describe('grades replay of a genuine sealed message, against the real NATS', () => {
   const stream = uniqueName('GRADES_REPLAY');

@@ -1,23 +1,8 @@
 import { expect } from 'chai';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { createApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { silentLogger } from '../../src/log.js';
-
-/** A logger at debug level whose lines are kept, parsed. */
-function recordingLogger(): { log: pino.Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString().split('\n')) {
-        if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
-      }
-      done();
-    },
-  });
-  return { log: pino({ level: 'debug' }, sink), lines };
-}
+import { recordingLogger } from '../support/logs.js';
 
 /** The components the supervisor reported as `msg` ('started' or 'stopped'), in the order it did. */
 function sequence(lines: readonly Record<string, unknown>[], msg: string): unknown[] {
@@ -84,7 +69,7 @@ describe('service wiring', () => {
   });
 
   it('a started replica starts and stops its components in that real sequence, and reports its ports', async () => {
-    const { log, lines } = recordingLogger();
+    const { log, lines } = recordingLogger('debug');
     const app = await createApp(
       loadConfig({
         GRADES_PASSWORD: 'wiring-test-password',
