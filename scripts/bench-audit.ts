@@ -1,8 +1,10 @@
 /**
  * What the audit log's writing costs per line, in process CPU (main thread and libuv's pool together, read with
- * `process.cpuUsage`), for the sink the service uses (`LineBatches` in front of sonic-boom) next to sonic-boom
- * alone, configured as the sink was before (`minLength` 2048, `maxWrite` 4096, `periodicFlush` 100), both
- * writing to a pipe drained by `cat`, as stdout is under a container runtime. Lines come a few at a time between
+ * `process.cpuUsage`), for the sink the service uses (`LineBatches` in front of sonic-boom writing each batch
+ * synchronously, `auditStream`) next to the two it replaced: sonic-boom alone, writing asynchronously on libuv's
+ * thread pool (`minLength` 2048, `maxWrite` 4096, `periodicFlush` 100), and the same batches written
+ * asynchronously. Each writes to a pipe drained by `cat`, as stdout is under a container runtime. A sink that
+ * discards its lines shows what building them costs. Lines come a few at a time between
  * turns of the event loop, as requests bring them. Baseline and subject alternate; medians and ranges are printed.
  *
  *   node --import tsx scripts/bench-audit.ts [--rounds 7] [--seconds 2]
@@ -13,7 +15,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { AUDIT_FLUSH_MS, AUDIT_MAX_WRITE, LineBatches, type AuditSink } from '../src/tokens/audit.js';
+import {
+  AUDIT_FLUSH_MS,
+  AUDIT_MAX_WRITE,
+  auditStream,
+  LineBatches,
+  type AuditSink,
+} from '../src/tokens/audit.js';
 import { median } from './lib/load.js';
 
 const { values } = parseArgs({
@@ -63,7 +71,7 @@ const sinks: Record<string, () => AuditSink> = {
       close: () => new Promise<void>((r) => stream.flush(() => r())),
     };
   },
-  'line batches': () => {
+  'batches, async': () => {
     const stream = pino.destination({ fd, sync: false, minLength: 0, maxWrite: AUDIT_MAX_WRITE });
     const sink = new LineBatches(stream);
     return {
@@ -75,7 +83,19 @@ const sinks: Record<string, () => AuditSink> = {
       },
     };
   },
+  'batches, sync': () => {
+    const stream = auditStream(fd);
+    const sink = new LineBatches(stream);
+    return {
+      write: (l) => sink.write(l),
+      // What is gathered is written within AUDIT_FLUSH_MS, the shared pipe left open.
+      close: () => new Promise((r) => setTimeout(r, AUDIT_FLUSH_MS + 10)),
+    };
+  },
+  discard: () => ({ write: () => undefined, close: async () => undefined }),
 };
+/** The service's sink, compared with each of the others. */
+const SERVICE = 'batches, sync';
 
 /** CPU microseconds per line while `sink` takes lines for SECONDS. */
 async function round(make: () => AuditSink): Promise<number> {
@@ -96,6 +116,8 @@ async function round(make: () => AuditSink): Promise<number> {
   return (used.user + used.system) / n;
 }
 
+// Each round's LineBatches keeps its exit hook (the pipe is shared, so it is never closed).
+process.setMaxListeners(2 * ROUNDS + 10);
 const results: Record<string, number[]> = Object.fromEntries(Object.keys(sinks).map((k) => [k, []]));
 for (let r = 0; r < ROUNDS; r++) {
   for (const [name, make] of Object.entries(sinks)) results[name]!.push(await round(make));
@@ -108,9 +130,20 @@ for (const [name, us] of Object.entries(results)) {
     `  ${name.padEnd(18)} ${median(us).toFixed(2)} µs  (${Math.min(...us).toFixed(2)}–${Math.max(...us).toFixed(2)})`,
   );
 }
-const ratios = results['sonic-boom alone']!.map((b, i) => b / results['line batches']![i]!);
+for (const name of Object.keys(sinks)) {
+  if (name === SERVICE || name === 'discard') continue;
+  const ratios = results[name]!.map((b, i) => b / results[SERVICE]![i]!);
+  console.log(
+    `  ${SERVICE} against ${name}: ${median(ratios).toFixed(2)}x less CPU per line (median of paired rounds, ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`,
+  );
+}
+const writing = (name: string) =>
+  median(results[name]!.map((us, i) => us - results.discard![i]!)).toFixed(2);
 console.log(
-  `  ratio              ${median(ratios).toFixed(2)}x less CPU per line (median of paired rounds, ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`,
+  `  writing alone (each sink less the discarding one, median of paired rounds): ${Object.keys(sinks)
+    .filter((n) => n !== 'discard')
+    .map((n) => `${n} ${writing(n)} µs`)
+    .join(', ')}`,
 );
 drain.kill();
 rmSync(dir, { recursive: true, force: true });

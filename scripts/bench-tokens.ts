@@ -4,15 +4,21 @@
  * next to a baseline measured in the same run: one `node:http` process that verifies with jose `jwtVerify` and
  * signs with jose `SignJWT` on its main thread (for the CEL scenario it does the plain exchange). Baseline and
  * subject alternate (A B A B …) and medians are reported with the ratio. The service runs with its token audit log
- * on (stdout, as by default), and a second instance with it off is measured in the same rounds (A B C A B C …) to
- * show what the audit log costs.
+ * on, into a file (`--audit file`, the default) or on stdout (`--audit stdout`, which this script reads and drops:
+ * the reading then costs CPU on the same cores as the servers, as any log collector would), and a second instance
+ * with it off is measured in the same rounds (A B C A B C …) to show what the audit log costs.
  *
  * Besides requests/s it prints each server's CPU time per request (from /proc, per thread) and the paired ratio of
  * those, which drift far less than requests/s on a shared machine, and the load generator's own CPU per request:
  * it shares the cores, so the requests/s ratio lies between 1 and the CPU ratio.
  *
  *   node --import tsx scripts/bench-tokens.ts [--rounds 7] [--seconds 4] [--connections 32] [--workers 1]
- *                                             [--loader wrk|autocannon]
+ *                                             [--loader wrk|autocannon] [--only NAME,…] [--cpu-prof DIR]
+ *                                             [--audit file|stdout]
+ *
+ * `--only` runs the named scenarios (`service`, `exchange`, `cel`); `--cpu-prof DIR` writes a V8 CPU profile of
+ * the audited service's main thread into DIR when the run ends (open it in Chrome's DevTools), to see where a
+ * request's time goes.
  *
  * The load generator shares the machine's cores with the servers, so a light one matters: `wrk` (Debian package
  * `wrk`, one thread) is used when installed, autocannon (in-process, heavier) otherwise.
@@ -21,6 +27,7 @@
  * the service: under tsx every closure created per request would also pay for esbuild's `keepNames` wrapper.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,6 +45,9 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '32' },
     workers: { type: 'string', default: '1' },
     loader: { type: 'string', default: hasWrk() ? 'wrk' : 'autocannon' },
+    only: { type: 'string', default: 'service,exchange,cel' },
+    audit: { type: 'string', default: 'file' },
+    'cpu-prof': { type: 'string' },
   },
 });
 
@@ -218,8 +228,9 @@ async function main(): Promise<void> {
       'port',
     );
     children.push(baseline.proc);
+    const profile = values['cpu-prof'];
     const subject = await spawnAndWait(
-      [join(dist, 'src/main.js')],
+      [...(profile ? ['--cpu-prof', '--cpu-prof-dir', profile] : []), join(dist, 'src/main.js')],
       {
         TOKENS_PORT: '0',
         GRADES_SET_PORT: '0',
@@ -227,6 +238,7 @@ async function main(): Promise<void> {
         TOKENS_CONFIG: configPath,
         SIGNING_WORKERS: values.workers,
         LOG_LEVEL: 'info',
+        TOKENS_AUDIT_LOG: values.audit === 'stdout' ? 'stdout' : join(dir, 'audit.log'),
       },
       'tokensPort',
     );
@@ -259,21 +271,25 @@ async function main(): Promise<void> {
       }).toString();
     const auth = { authorization: `Basic ${Buffer.from(`svc-a:${SECRET}`).toString('base64')}` };
     /** `baselineBody`: what the baseline is sent instead (it has no CEL rules: it does the plain exchange). */
-    const scenarios: {
+    const allScenarios: {
+      key: string;
       name: string;
       body: string;
       baselineBody?: string;
       headers: Record<string, string>;
     }[] = [
-      { name: 'service token', body: 'grant_type=client_credentials', headers: auth },
-      { name: 'exchange', body: exchangeBody(subjectToken), headers: {} },
+      { key: 'service', name: 'service token', body: 'grant_type=client_credentials', headers: auth },
+      { key: 'exchange', name: 'exchange', body: exchangeBody(subjectToken), headers: {} },
       {
+        key: 'cel',
         name: CEL_SCENARIO,
         body: exchangeBody(celSubjectToken),
         baselineBody: exchangeBody(subjectToken),
         headers: {},
       },
     ];
+    const only = new Set(values.only.split(','));
+    const scenarios = allScenarios.filter((s) => only.has(s.key));
     // Warm both servers (JIT, provider key cache, worker start-up).
     for (const s of scenarios) {
       await load(baseline, s.baselineBody ?? s.body, s.headers);
@@ -282,7 +298,8 @@ async function main(): Promise<void> {
     }
     console.log(
       `tokens over HTTP: ${ROUNDS} rounds × ${SECONDS}s per server and scenario, ${CONNECTIONS} connections, ` +
-        `signing workers ${values.workers}, load by ${values.loader}; baseline and service alternate`,
+        `signing workers ${values.workers}, load by ${values.loader}, audit log into ` +
+        `${values.audit === 'stdout' ? 'stdout (read and dropped by this script)' : 'a file'}; baseline and service alternate`,
     );
     /** Each scenario's service CPU per request (µs, audit on), per round. */
     const serviceCpu = new Map<string, number[]>();
@@ -351,7 +368,10 @@ async function main(): Promise<void> {
       );
     }
   } finally {
+    const exited = children.map((c) => (c.exitCode === null ? once(c, 'exit') : undefined));
     for (const child of children) child.kill('SIGTERM');
+    // A CPU profile is written as its process exits.
+    await Promise.all(exited);
     await idp.stop();
     await rm(dir, { recursive: true, force: true });
   }

@@ -100,11 +100,10 @@ export interface LineStream {
 
 /**
  * Gathers whole lines into writes of at most {@link AUDIT_MAX_WRITE} bytes (a longer line goes alone) before
- * sonic-boom sees them, at least every {@link AUDIT_FLUSH_MS}. sonic-boom does the writing, asynchronously, but
- * handed one line at a time it measures the whole pending buffer on every call (`Buffer.byteLength` of a string
- * that grows to its `maxWrite`), which cost the request path several microseconds a line (`bench-tokens`, audit on
- * against off); here a line costs one measure of itself and one append. What is gathered is handed over at
- * {@link close}, and on an exit that did not close it (a crash), synchronously, before the process ends.
+ * sonic-boom sees them, at least every {@link AUDIT_FLUSH_MS}: a line costs one measure of itself and one append,
+ * and one write in about ten carries them all. (Handed one line at a time, sonic-boom measured its whole pending
+ * buffer on every call, which cost the request path several microseconds a line.) What is gathered is handed over
+ * at {@link close}, and on an exit that did not close it (a crash), synchronously, before the process ends.
  */
 export class LineBatches implements AuditSink {
   readonly #stream: LineStream;
@@ -157,19 +156,25 @@ export class LineBatches implements AuditSink {
 }
 
 /**
- * An asynchronous sink on stdout or a file: lines gather in memory ({@link LineBatches}) and sonic-boom (through
- * pino) writes each batch as it comes, so the log's volume costs the request path a string append and no system
- * call. Whatever is buffered is written at shutdown, and on a crash by the exit hooks of both.
+ * A sink on stdout or a file: lines gather in memory ({@link LineBatches}) and each batch of up to 4 KiB is
+ * written by sonic-boom at once, synchronously, as pino writes the service log by default. One system call per
+ * batch costs the request path less than handing it to libuv's thread pool: `scripts/bench-audit.ts` measures the
+ * two. A destination that stops reading (a full pipe) holds the service back rather than lose audit lines or let
+ * them pile up in memory. Whatever is buffered is written at shutdown, and on a crash by the exit hook.
  */
 export function fileAuditSink(destination: 'stdout' | { readonly path: string }): AuditSink {
-  const stream = pino.destination({
-    fd: destination === 'stdout' ? 1 : openForAppend(destination.path),
-    sync: false,
-    // Batches arrive whole: each is written as soon as the one before it is, never merged past PIPE_BUF.
+  return new LineBatches(auditStream(destination === 'stdout' ? 1 : openForAppend(destination.path)));
+}
+
+/** sonic-boom as the audit sink configures it on `fd` (exported for `scripts/bench-audit.ts`). */
+export function auditStream(fd: number): LineStream {
+  return pino.destination({
+    fd,
+    sync: true,
+    // Batches arrive whole: each is written as it comes, never merged past PIPE_BUF.
     minLength: 0,
     maxWrite: AUDIT_MAX_WRITE,
   });
-  return new LineBatches(stream);
 }
 
 /**

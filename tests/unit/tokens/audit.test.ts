@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import sinon from 'sinon';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -82,6 +83,19 @@ describe('token audit log', () => {
       for (const line of lines) sink.write(line);
       await sink.close();
       expect(await readFile(path, 'utf8')).to.equal(lines.join(''));
+    });
+
+    it('writes a full batch before write() returns: one system call, none handed to the thread pool', async () => {
+      const path = join(dir, 'sync', 'audit.log');
+      const sink = fileAuditSink({ path });
+      const line = `${JSON.stringify({ pad: 'x'.repeat(500) })}\n`;
+      const perBatch = Math.floor(AUDIT_MAX_WRITE / Buffer.byteLength(line));
+      for (let i = 0; i < perBatch; i++) sink.write(line);
+      expect(readFileSync(path, 'utf8')).to.equal('');
+      sink.write(line); // does not fit: the batch before it is written, synchronously
+      expect(readFileSync(path, 'utf8')).to.equal(line.repeat(perBatch));
+      await sink.close();
+      expect(readFileSync(path, 'utf8')).to.equal(line.repeat(perBatch + 1));
     });
 
     it('gathers lines into writes of whole lines of at most PIPE_BUF bytes; a longer line goes alone', async () => {
