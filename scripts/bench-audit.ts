@@ -92,7 +92,7 @@ const sinks: Record<string, () => AuditSink> = {
       close: () => new Promise((r) => setTimeout(r, AUDIT_FLUSH_MS + 10)),
     };
   },
-  discard: () => ({ write: () => undefined, close: async () => undefined }),
+  discard: () => ({ write: () => undefined, close: () => Promise.resolve() }),
 };
 /** The service's sink, compared with each of the others. */
 const SERVICE = 'batches, sync';
@@ -137,8 +137,7 @@ for (const name of Object.keys(sinks)) {
     `  ${SERVICE} against ${name}: ${median(ratios).toFixed(2)}x less CPU per line (median of paired rounds, ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`,
   );
 }
-const writing = (name: string) =>
-  median(results[name]!.map((us, i) => us - results.discard![i]!)).toFixed(2);
+const writing = (name: string) => median(results[name]!.map((us, i) => us - results.discard![i]!)).toFixed(2);
 console.log(
   `  writing alone (each sink less the discarding one, median of paired rounds): ${Object.keys(sinks)
     .filter((n) => n !== 'discard')

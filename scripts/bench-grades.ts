@@ -14,7 +14,13 @@
  *     level); then the time for a new replica to join from that backup, spawn to ready.
  *
  *   node --import tsx scripts/bench-grades.ts [--rounds 3] [--seconds 5] [--records 1000000] [--rate 1000]
- *                                             [--only get,set,lag,outbox,backup]
+ *                                             [--only get,set,lag,outbox,backup] [--against DIR]
+ *
+ * `--only filled` (not a default): GET and POST of random users among the N records held, next to the bare server.
+ * With `--against DIR` (another checkout of this project, say `git worktree add DIR <commit>` with its
+ * dependencies installed), a replica of that checkout, loaded with the same records into a stream of its own, joins
+ * the same rounds (bare, this, that, in turn) and the paired ratio of this checkout to that one is printed: whether
+ * a change made the filled paths faster or slower, spared the drift between runs.
  *
  * Uses wrk (Debian package `wrk`) when installed, autocannon otherwise, and NATS with JetStream (NATS_URL, default nats://127.0.0.1:4222); uses its
  * own stream names and deletes them afterwards.
@@ -23,7 +29,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve as resolvePath } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createGzip } from 'node:zlib';
 import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
@@ -43,6 +49,7 @@ const { values } = parseArgs({
     records: { type: 'string', default: '1000000' },
     rate: { type: 'string', default: '1000' },
     only: { type: 'string', default: 'get,set,lag,outbox,backup' },
+    against: { type: 'string' },
   },
 });
 const ROUNDS = Number(values.rounds);
@@ -95,21 +102,34 @@ async function alternate(
   name: string,
   baseline: () => Promise<WrkResult>,
   subject: () => Promise<WrkResult>,
+  other?: () => Promise<WrkResult>,
 ) {
   const b: WrkResult[] = [];
   const s: WrkResult[] = [];
+  const o: WrkResult[] = [];
   await baseline();
   await subject(); // warm-up
+  await other?.();
   for (let i = 0; i < ROUNDS; i++) {
     b.push(await baseline());
     s.push(await subject());
+    if (other) o.push(await other());
   }
   const row = (label: string, rs: WrkResult[]) =>
     `  ${label.padEnd(9)} ${Math.round(median(rs.map((r) => r.rps)))} req/s  p99 ${median(rs.map((r) => r.p99)).toFixed(2)} ms  errors ${rs.reduce((n, r) => n + r.errors, 0)}  rounds ${rs.map((r) => Math.round(r.rps)).join('/')}`;
+  const ratio = (rs: WrkResult[]) => (median(rs.map((r) => r.rps)) / median(b.map((r) => r.rps))).toFixed(2);
   console.log(`\n${name}`);
   console.log(row('baseline', b));
   console.log(row('service', s));
-  console.log(`  ratio     ${(median(s.map((r) => r.rps)) / median(b.map((r) => r.rps))).toFixed(2)}x`);
+  console.log(`  ratio     ${ratio(s)}x`);
+  if (!other) return;
+  console.log(row('against', o));
+  console.log(`  ratio     ${ratio(o)}x (${values.against})`);
+  const paired = s.map((r, i) => r.rps / (o[i]?.rps ?? NaN));
+  console.log(
+    `  this/that ${median(paired).toFixed(2)}x requests/s (median of the ${ROUNDS} paired rounds, ` +
+      `${Math.min(...paired).toFixed(2)}–${Math.max(...paired).toFixed(2)})`,
+  );
 }
 
 function spawnBare(
@@ -131,11 +151,16 @@ async function rssKb(pid: number): Promise<number> {
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
 }
 
-async function waitReady(port: number, ms = 600_000): Promise<void> {
+/** Waits until `service` reports ready on `port`; fails at once if it exits first. */
+async function waitReady(service: RunningService, port: number, ms = 600_000): Promise<void> {
   const deadline = Date.now() + ms;
+  let exited: number | string | undefined;
+  void service.exited.then((code) => (exited = code));
   for (;;) {
     const res = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
     if (res?.status === 200) return;
+    if (exited !== undefined)
+      throw new Error(`replica exited (${exited}) before ready: ${service.stderr.join('')}`);
     if (Date.now() > deadline) throw new Error('replica not ready');
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -200,6 +225,35 @@ async function memoryOf(port: number, pid: number): Promise<{ heap: number; exte
 }
 
 /**
+ * A stream named `stream` made to stand at sequence RECORDS (purged up to it, so it holds no message) and a
+ * backup file of RECORDS records that names it, for GRADES_RESTORE_FROM; `head` is the file's header lines.
+ */
+async function filledStream(
+  jsm: JetStreamManager,
+  dir: string,
+  stream: string,
+): Promise<{ stream: string; file: string; head: string }> {
+  await jsm.streams.add({ name: stream, subjects: [`${stream}.set.>`] });
+  await jsm.streams.purge(stream, { seq: RECORDS + 1 });
+  // The backup names the stream it belongs to (a backup naming none is taken only at position 0).
+  const created = (await jsm.streams.info(stream)).created;
+  const meta = BACKUP_COLUMNS.map((_, i) =>
+    i === BACKUP_COLUMNS.length - 1 ? String(RECORDS) : i === BACKUP_COLUMNS.length - 3 ? created : '',
+  );
+  const mark = BACKUP_COLUMNS.map((_, i) =>
+    i === BACKUP_COLUMNS.length - 3 ? 'bench/1' : i === BACKUP_COLUMNS.length - 1 ? String(RECORDS) : '',
+  );
+  const head = `${BACKUP_COLUMNS.join(',')}\n${meta.join(',')}\n${mark.join(',')}\n`;
+  const file = join(dir, `${stream}.csv.gz`);
+  const out = createWriteStream(file);
+  await gzipRows(head, (c) => out.write(c));
+  await new Promise<void>((resolve, reject) =>
+    out.end((err?: Error | null) => (err ? reject(err) : resolve())),
+  );
+  return { stream, file, head };
+}
+
+/**
  * 5. RECORDS records in a replica of their own stream: the records are written as a backup file (what a backup of
  * them holds, byte for byte but for the metadata row) and loaded at start with GRADES_RESTORE_FROM, which checks
  * it against the stream as a join does; the stream is made to stand at sequence RECORDS (purged up to it, so it
@@ -214,32 +268,15 @@ async function backupAndJoin(
   tag: string,
   barePort: number,
 ): Promise<void> {
-  const big = `${tag}_BIG`;
-  await jsm.streams.add({ name: big, subjects: [`${big}.set.>`] });
-  await jsm.streams.purge(big, { seq: RECORDS + 1 });
+  const { stream: big, file, head } = await filledStream(jsm, dir, `${tag}_BIG`);
   const bigEnv = (name: string, extra: Record<string, string> = {}) =>
     env(name, { GRADES_STREAM: big, GRADES_SUBJECT: `${big}.set`, ...extra });
-  // The backup names the stream it belongs to (a backup naming none is taken only at position 0).
-  const created = (await jsm.streams.info(big)).created;
-  const meta = BACKUP_COLUMNS.map((_, i) =>
-    i === BACKUP_COLUMNS.length - 1 ? String(RECORDS) : i === BACKUP_COLUMNS.length - 3 ? created : '',
-  );
-  const mark = BACKUP_COLUMNS.map((_, i) =>
-    i === BACKUP_COLUMNS.length - 3 ? 'bench/1' : i === BACKUP_COLUMNS.length - 1 ? String(RECORDS) : '',
-  );
-  const head = `${BACKUP_COLUMNS.join(',')}\n${meta.join(',')}\n${mark.join(',')}\n`;
-  const file = join(dir, 'fill.csv.gz');
-  const out = createWriteStream(file);
-  await gzipRows(head, (c) => out.write(c));
-  await new Promise<void>((resolve, reject) =>
-    out.end((err?: Error | null) => (err ? reject(err) : resolve())),
-  );
 
   // An idle replica of the same code, for the memory a replica holds without records.
   const idle = startService(bigEnv('idle'));
   services.push(idle);
   const idlePorts = (await idle.ready) as { gradesGetPort: number };
-  await waitReady(idlePorts.gradesGetPort);
+  await waitReady(idle, idlePorts.gradesGetPort);
   await new Promise((r) => setTimeout(r, 3000));
   const idleMem = await memoryOf(idlePorts.gradesGetPort, idle.proc.pid ?? 0);
   await idle.stop('SIGTERM');
@@ -248,7 +285,7 @@ async function backupAndJoin(
   const f = startService(bigEnv('f', { GRADES_RESTORE_FROM: file }));
   services.push(f);
   const fPorts = (await f.ready) as { gradesGetPort: number };
-  await waitReady(fPorts.gradesGetPort);
+  await waitReady(f, fPorts.gradesGetPort);
   const fillSeconds = (Date.now() - tFill) / 1000;
   await new Promise((r) => setTimeout(r, 3000));
   const pid = f.proc.pid ?? 0;
@@ -280,16 +317,39 @@ async function backupAndJoin(
       `string.format('{"user_id":"user-%015d","spp":%d}', math.random(0, ${RECORDS - 1}), n)`,
     );
     const filled = (fPorts as { gradesSetPort?: number }).gradesSetPort;
+    // --against: the same records in a replica of the other checkout, on a stream of its own.
+    let against: { service: RunningService; getPort: number; setPort: number } | undefined;
+    if (values.against) {
+      const that = await filledStream(jsm, dir, `${tag}_AGAINST`);
+      const service = startService(
+        env('against', {
+          GRADES_STREAM: that.stream,
+          GRADES_SUBJECT: `${that.stream}.set`,
+          GRADES_RESTORE_FROM: that.file,
+        }),
+        resolvePath(values.against),
+      );
+      services.push(service);
+      const ports = (await service.ready) as { gradesSetPort: number; gradesGetPort: number };
+      await waitReady(service, ports.gradesGetPort);
+      against = { service, getPort: ports.gradesGetPort, setPort: ports.gradesSetPort };
+    }
     await alternate(
       `GET /get, random users of ${RECORDS} held`,
       () => wrk(`http://127.0.0.1:${barePort}/get?user_id=x`, getScript),
       () => wrk(`http://127.0.0.1:${fPorts.gradesGetPort}/get?user_id=x`, getScript),
+      against && (() => wrk(`http://127.0.0.1:${against.getPort}/get?user_id=x`, getScript)),
     );
     await alternate(
       `POST /set, random users of ${RECORDS} held (answered once stored in the stream)`,
       () => wrk(`http://127.0.0.1:${barePort}/set`, setScript),
       () => wrk(`http://127.0.0.1:${filled}/set`, setScript),
+      against && (() => wrk(`http://127.0.0.1:${against.setPort}/set`, setScript)),
     );
+    if (against) {
+      await against.service.stop('SIGTERM');
+      await jsm.streams.delete(`${tag}_AGAINST`).catch(() => undefined);
+    }
     if (!ONLY.has('backup')) {
       await f.stop('SIGTERM');
       await jsm.streams.delete(big).catch(() => undefined);
@@ -325,7 +385,7 @@ async function backupAndJoin(
   const c = startService(bigEnv('c', { GRADES_PEERS: `http://127.0.0.1:${fPorts.gradesGetPort}` }));
   services.push(c);
   const cPorts = (await c.ready) as { gradesGetPort: number };
-  await waitReady(cPorts.gradesGetPort);
+  await waitReady(c, cPorts.gradesGetPort);
   const joinSeconds = (Date.now() - tJoin) / 1000;
   const loaded = c.logs.find((l) => l.msg === 'backup loaded') as { ms?: number; rows?: number } | undefined;
   console.log(
@@ -363,11 +423,11 @@ async function main(): Promise<void> {
     const a = startService(env('a'));
     services.push(a);
     const aPorts = (await a.ready) as { gradesSetPort: number; gradesGetPort: number };
-    await waitReady(aPorts.gradesGetPort);
+    await waitReady(a, aPorts.gradesGetPort);
     const b = startService(env('b', { GRADES_PEERS: `http://127.0.0.1:${aPorts.gradesGetPort}` }));
     services.push(b);
     const bPorts = (await b.ready) as { gradesSetPort: number; gradesGetPort: number };
-    await waitReady(bPorts.gradesGetPort);
+    await waitReady(b, bPorts.gradesGetPort);
 
     await fetch(`http://127.0.0.1:${aPorts.gradesSetPort}/set`, {
       method: 'POST',
@@ -503,7 +563,7 @@ async function main(): Promise<void> {
       );
       services.push(o);
       const oPorts = (await o.ready) as { gradesSetPort: number; gradesGetPort: number };
-      await waitReady(oPorts.gradesGetPort);
+      await waitReady(o, oPorts.gradesGetPort);
       await proxy.setMode('refuse');
       const fsyncBare = await spawnBare('scripts/lib/bare-fsync-server.ts', [dir]);
       try {
@@ -524,7 +584,7 @@ async function main(): Promise<void> {
   } finally {
     await Promise.all(services.map((s) => s.stop('SIGTERM')));
     bare.proc.kill('SIGTERM');
-    for (const name of [tag, `${tag}_FLOOR`, `KV_${tag}_keys`])
+    for (const name of [tag, `${tag}_FLOOR`, `${tag}_BIG`, `${tag}_AGAINST`, `KV_${tag}_keys`])
       await jsm.streams.delete(name).catch(() => undefined);
     await nc.close();
     await rm(dir, { recursive: true, force: true });

@@ -368,7 +368,7 @@ async function main(): Promise<void> {
       );
     }
   } finally {
-    const exited = children.map((c) => (c.exitCode === null ? once(c, 'exit') : undefined));
+    const exited = children.filter((c) => c.exitCode === null).map((c) => once(c, 'exit'));
     for (const child of children) child.kill('SIGTERM');
     // A CPU profile is written as its process exits.
     await Promise.all(exited);

@@ -21,11 +21,11 @@ export interface RunningService {
 
 /**
  * Starts `src/main.ts` in its own process with exactly `env` (plus PATH), so no setting leaks in from the test's
- * own environment.
+ * own environment. `root` is the checkout to run (this one by default; a benchmark may compare another).
  */
-export function startService(env: Record<string, string>): RunningService {
+export function startService(env: Record<string, string>, root = ROOT): RunningService {
   const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: ROOT,
+    cwd: root,
     // Every port defaults to 0 (a free one) so that services started side by side never collide.
     env: {
       PATH: process.env.PATH ?? '',
