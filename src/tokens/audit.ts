@@ -157,7 +157,7 @@ export class LineBatches implements AuditSink {
 
 /**
  * A sink on stdout or a file: lines gather in memory ({@link LineBatches}) and each batch of up to 4 KiB is
- * written by sonic-boom at once, synchronously, as pino writes the service log by default. One system call per
+ * written by sonic-boom at once, synchronously, as the service log is written (`src/log.ts`). One system call per
  * batch costs the request path less than handing it to libuv's thread pool: `scripts/bench-audit.ts` measures the
  * two. A destination that stops reading (a full pipe) holds the service back rather than lose audit lines or let
  * them pile up in memory. Whatever is buffered is written at shutdown, and on a crash by the exit hook.
