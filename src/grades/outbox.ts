@@ -287,7 +287,10 @@ export class Outbox {
     } finally {
       this.#running = false;
     }
-    if (this.#queue.size > 0 || this.#failing) this.#retryLater();
+    // After a failure, the next try is a retry interval away. Otherwise writes still queued came in as the round
+    // ended (from the answers it gave, in the same chain of promises, while it was still running): they go now.
+    if (this.#failing) this.#retryLater();
+    else if (this.#queue.size > 0) this.kick();
   }
 
   /**

@@ -376,6 +376,19 @@ describe('grades outbox – pinned requirements', () => {
     expect(box.failing).to.equal(false);
   });
 
+  it('X3: a write submitted as the one before it is answered is published at once, not a retry interval later', async () => {
+    const stream = fakeStream();
+    const { box } = make(stream);
+    await box.recover(stream.port);
+    // The second write comes from the first one's answer, in the same chain of promises, while the round that
+    // published the first is still finishing.
+    const second = box.submit(up(1)).then(() => box.submit(up(2)));
+    const answer = outcome(second);
+    await timers.tickAsync(0);
+    expect(answer.value).to.equal('stored 2@102');
+    expect(stream.ns()).to.deep.equal([1, 2]);
+  });
+
   it('X3: while failing, retries come once per retryMs, not sooner', async () => {
     const stream = fakeStream();
     const log = fakeLog();
