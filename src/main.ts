@@ -19,7 +19,9 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const log = createLogger(config.logLevel, { service: 'token-grades' });
+  const root = createLogger(config.logLevel, { service: 'token-grades' });
+  // The app binds its replica to every line it logs; the process's own lines here name it the same way.
+  const log = root.child({ replica: config.replicaId });
   process.on('uncaughtException', (err) => {
     log.fatal({ err }, 'uncaught exception');
     process.exit(1);
@@ -31,7 +33,7 @@ async function main(): Promise<void> {
 
   let app;
   try {
-    app = await createApp(config, { log, onFatal: () => shutdown('fatal', 1) });
+    app = await createApp(config, { log: root, onFatal: () => shutdown('fatal', 1) });
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\n`);
@@ -69,7 +71,7 @@ async function main(): Promise<void> {
     log.fatal({ err: describeError(err) }, 'start failed');
     process.exit(1);
   }
-  log.info({ replicaId: config.replicaId, ...app.summary() }, 'ready');
+  log.info(app.summary(), 'ready');
 }
 
 await main();

@@ -55,10 +55,13 @@ describe('service process (end to end)', () => {
     expect(await service.stop('SIGTERM')).to.equal(0);
   });
 
-  it('exits 0 on SIGINT too', async () => {
-    service = startService({ TOKENS_PORT: '0' });
+  it('exits 0 on SIGINT too; every log line names the replica, the process-level ones included', async () => {
+    service = startService({ TOKENS_PORT: '0', REPLICA_ID: 'r-logs' });
     await service.ready;
     expect(await service.stop('SIGINT')).to.equal(0);
+    const messages = service.logs.map((l) => l.msg);
+    expect(messages).to.include.members(['ready', 'shutting down', 'stopped']);
+    expect(service.logs.filter((l) => l.replica !== 'r-logs')).to.deep.equal([]);
   });
 
   it('refuses to start on a bad setting, naming it, with exit code 2', async () => {
