@@ -1,11 +1,13 @@
 /**
  * What the audit log's writing costs per line, in process CPU (main thread and libuv's pool together, read with
- * `process.cpuUsage`), for the sink the service uses (`LineBatches` in front of sonic-boom writing each batch
- * synchronously, `auditStream`) next to the two it replaced: sonic-boom alone, writing asynchronously on libuv's
- * thread pool (`minLength` 2048, `maxWrite` 4096, `periodicFlush` 100), and the same batches written
- * asynchronously. Each writes to a pipe drained by `cat`, as stdout is under a container runtime. A sink that
- * discards its lines shows what building them costs. Lines come a few at a time between
- * turns of the event loop, as requests bring them. Baseline and subject alternate; medians and ranges are printed.
+ * `process.cpuUsage`), for the sinks the service uses: whole-line batches (`LineBatches`) onto a Node stream on the
+ * pipe (`streamTarget`, as on stdout: written at once, only what the pipe refuses held), and onto a regular file
+ * with one synchronous write each (`fileTarget`); next to what they replaced: sonic-boom alone, writing
+ * asynchronously on libuv's thread pool (`minLength` 2048, `maxWrite` 4096, `periodicFlush` 100), and the same
+ * batches handed to sonic-boom. The pipe is drained by `cat`, as stdout is under a container runtime. A sink that
+ * discards its lines shows what building them costs. Lines come a few at a time between turns of the event loop,
+ * as requests bring them. The sinks take turns, each round starting with another; medians and ranges are printed.
+ * CPU only: a sink that waited (none of these blocks) would look cheaper than it is.
  *
  *   node --import tsx scripts/bench-audit.ts [--rounds 7] [--seconds 2]
  */
@@ -13,13 +15,15 @@ import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import {
   AUDIT_FLUSH_MS,
   AUDIT_MAX_WRITE,
-  auditStream,
+  fileTarget,
   LineBatches,
+  streamTarget,
   type AuditSink,
 } from '../src/tokens/audit.js';
 import { median } from './lib/load.js';
@@ -57,6 +61,15 @@ const line = (i: number) =>
     error: null,
   })}\n`;
 
+/** The pipe as a Node stream, as `process.stdout` is on a pipe: writes at once, holds only what the pipe refuses. */
+const pipe = new Socket({ fd, readable: false, writable: true });
+
+/** What a LineBatches round leaves gathered is written within AUDIT_FLUSH_MS; then the stream is drained. */
+const settle = async (stream?: { writableLength: number; once(e: 'drain', l: () => void): unknown }) => {
+  await new Promise((r) => setTimeout(r, AUDIT_FLUSH_MS + 10));
+  if (stream && stream.writableLength > 0) await new Promise<void>((r) => stream.once('drain', r));
+};
+
 const sinks: Record<string, () => AuditSink> = {
   'sonic-boom alone': () => {
     const stream = pino.destination({
@@ -71,31 +84,29 @@ const sinks: Record<string, () => AuditSink> = {
       close: () => new Promise<void>((r) => stream.flush(() => r())),
     };
   },
-  'batches, async': () => {
+  'batches, sonic-boom': () => {
     const stream = pino.destination({ fd, sync: false, minLength: 0, maxWrite: AUDIT_MAX_WRITE });
-    const sink = new LineBatches(stream);
+    const sink = new LineBatches({ write: (text) => stream.write(text), close: () => Promise.resolve() });
     return {
       write: (l) => sink.write(l),
-      // What is gathered reaches sonic-boom within AUDIT_FLUSH_MS; then it is flushed, the shared pipe left open.
       close: async () => {
-        await new Promise((r) => setTimeout(r, AUDIT_FLUSH_MS + 10));
+        await settle();
         await new Promise<void>((r) => stream.flush(() => r()));
       },
     };
   },
-  'batches, sync': () => {
-    const stream = auditStream(fd);
-    const sink = new LineBatches(stream);
-    return {
-      write: (l) => sink.write(l),
-      // What is gathered is written within AUDIT_FLUSH_MS, the shared pipe left open.
-      close: () => new Promise((r) => setTimeout(r, AUDIT_FLUSH_MS + 10)),
-    };
+  'batches, stream': () => {
+    const sink = new LineBatches(streamTarget(pipe));
+    return { write: (l) => sink.write(l), close: () => settle(pipe) };
+  },
+  'batches, file': () => {
+    const sink = new LineBatches(fileTarget(openSync(join(dir, 'audit.log'), 'w')));
+    return { write: (l) => sink.write(l), close: () => sink.close() };
   },
   discard: () => ({ write: () => undefined, close: () => Promise.resolve() }),
 };
-/** The service's sink, compared with each of the others. */
-const SERVICE = 'batches, sync';
+/** The service's sink on stdout, compared with each of the others. */
+const SERVICE = 'batches, stream';
 
 /** CPU microseconds per line while `sink` takes lines for SECONDS. */
 async function round(make: () => AuditSink): Promise<number> {
@@ -119,11 +130,17 @@ async function round(make: () => AuditSink): Promise<number> {
 // Each round's LineBatches keeps its exit hook (the pipe is shared, so it is never closed).
 process.setMaxListeners(2 * ROUNDS + 10);
 const results: Record<string, number[]> = Object.fromEntries(Object.keys(sinks).map((k) => [k, []]));
+const names = Object.keys(sinks);
 for (let r = 0; r < ROUNDS; r++) {
-  for (const [name, make] of Object.entries(sinks)) results[name]!.push(await round(make));
+  // Each round starts with a different sink, so what one leaves behind (garbage, a pipe still draining) does not
+  // always land on the same next one.
+  for (let k = 0; k < names.length; k++) {
+    const name = names[(r + k) % names.length] as string;
+    results[name]!.push(await round(sinks[name] as () => AuditSink));
+  }
 }
 console.log(
-  `audit sink: ${ROUNDS} rounds × ${SECONDS}s each, ${PER_TURN} lines a turn, into a pipe; CPU per line (line built included)`,
+  `audit sink: ${ROUNDS} rounds × ${SECONDS}s each, ${PER_TURN} lines a turn, into a pipe (the file sink into a file); CPU per line (line built included)`,
 );
 for (const [name, us] of Object.entries(results)) {
   console.log(
@@ -144,6 +161,8 @@ console.log(
     .map((n) => `${n} ${writing(n)} µs`)
     .join(', ')}`,
 );
-drain.kill();
+// `cat` ends by itself once this process has exited and closed the pipe; ended before, it would leave sonic-boom's
+// exit-time flush of the pipe waiting for a reader that is gone.
+drain.unref();
 rmSync(dir, { recursive: true, force: true });
 process.exit(0);

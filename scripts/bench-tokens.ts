@@ -51,6 +51,12 @@ const { values } = parseArgs({
   },
 });
 
+const SCENARIOS = ['service', 'exchange', 'cel'];
+for (const name of values.only.split(',')) {
+  if (!SCENARIOS.includes(name))
+    throw new Error(`--only: unknown scenario ${name} (${SCENARIOS.join(', ')})`);
+}
+if (values.audit !== 'file' && values.audit !== 'stdout') throw new Error('--audit: file or stdout');
 const ROUNDS = Number(values.rounds);
 const SECONDS = Number(values.seconds);
 const CONNECTIONS = Number(values.connections);
@@ -368,7 +374,9 @@ async function main(): Promise<void> {
       );
     }
   } finally {
-    const exited = children.filter((c) => c.exitCode === null).map((c) => once(c, 'exit'));
+    const exited = children
+      .filter((c) => c.exitCode === null && c.signalCode === null)
+      .map((c) => once(c, 'exit'));
     for (const child of children) child.kill('SIGTERM');
     // A CPU profile is written as its process exits.
     await Promise.all(exited);

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, openSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { IncomingHttpHeaders } from 'node:http';
-import { pino } from 'pino';
+import { stdoutStream } from '../log.js';
 import type { Clock } from '../clock.js';
 import { ConfigError } from '../errors.js';
 
@@ -84,44 +84,47 @@ export class TokenAudit {
   }
 }
 
-/** The most bytes in one write: PIPE_BUF on Linux, so whole lines written to a pipe are never torn by the
- * service log writing to the same pipe. */
+/**
+ * The most bytes in one write: PIPE_BUF on Linux, so a batch written to a pipe is one atomic write that no other
+ * writer on that pipe (another process's, say) can tear.
+ */
 export const AUDIT_MAX_WRITE = 4096;
 /** The longest a line waits in memory before it is written. */
 export const AUDIT_FLUSH_MS = 100;
+/**
+ * The most bytes stdout may hold unwritten (its reader behind) before audit batches are dropped, and counted,
+ * rather than pile up in memory: about 20,000 lines.
+ */
+export const AUDIT_MAX_PENDING = 8 * 1024 * 1024;
 
-/** What {@link LineBatches} needs of sonic-boom (pino's destination). */
-export interface LineStream {
-  write(text: string): unknown;
-  flushSync(): void;
-  end(): void;
-  once(event: 'close', listener: () => void): unknown;
+/** Where {@link LineBatches} hands its batches. */
+export interface BatchTarget {
+  /** Writes a batch of whole lines, or returns false if it cannot (they are lost). Never throws. */
+  write(text: string): boolean;
+  /** Resolves once what was written has left the process (or cannot); releases the destination. */
+  close(): Promise<void>;
 }
 
 /**
- * Gathers whole lines into writes of at most {@link AUDIT_MAX_WRITE} bytes (a longer line goes alone) before
- * sonic-boom sees them, at least every {@link AUDIT_FLUSH_MS}: a line costs one measure of itself and one append,
- * and one write in about ten carries them all. (Handed one line at a time, sonic-boom measured its whole pending
- * buffer on every call, which cost the request path several microseconds a line.) What is gathered is handed over
- * at {@link close}, and on an exit that did not close it (a crash), synchronously, before the process ends.
+ * Gathers whole lines into batches of at most {@link AUDIT_MAX_WRITE} bytes (a longer line goes alone), handed to
+ * the target at least every {@link AUDIT_FLUSH_MS}: a line costs one measure of itself and one append, and one
+ * write in about ten carries them all. A batch the target cannot take is dropped and reported through `onDropped`
+ * with its line count, never thrown into the request that filled it. What is gathered is handed over at
+ * {@link close}, and on an exit that did not close it (a crash), before the process ends.
  */
 export class LineBatches implements AuditSink {
-  readonly #stream: LineStream;
+  readonly #target: BatchTarget;
+  readonly #onDropped: (lines: number) => void;
   #pending = '';
   #bytes = 0;
+  #lines = 0;
   #timer: NodeJS.Timeout | undefined;
   #closed: Promise<void> | undefined;
-  readonly #onExit = (): void => {
-    this.#flush();
-    try {
-      this.#stream.flushSync();
-    } catch {
-      // Nothing more can be done for the log while the process ends.
-    }
-  };
+  readonly #onExit = (): void => this.#flush();
 
-  constructor(stream: LineStream) {
-    this.#stream = stream;
+  constructor(target: BatchTarget, onDropped: (lines: number) => void = () => undefined) {
+    this.#target = target;
+    this.#onDropped = onDropped;
     process.on('exit', this.#onExit);
   }
 
@@ -131,17 +134,17 @@ export class LineBatches implements AuditSink {
     if (this.#bytes > 0 && this.#bytes + bytes > AUDIT_MAX_WRITE) this.#flush();
     this.#pending += line;
     this.#bytes += bytes;
+    this.#lines++;
     if (this.#bytes >= AUDIT_MAX_WRITE) this.#flush();
     else this.#timer ??= setTimeout(() => this.#flush(), AUDIT_FLUSH_MS).unref();
   }
 
   close(): Promise<void> {
-    this.#closed ??= new Promise<void>((resolve) => {
+    this.#closed ??= (() => {
       process.off('exit', this.#onExit);
       this.#flush();
-      this.#stream.once('close', () => resolve());
-      this.#stream.end();
-    });
+      return this.#target.close();
+    })();
     return this.#closed;
   }
 
@@ -149,45 +152,105 @@ export class LineBatches implements AuditSink {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     if (this.#bytes === 0) return;
-    this.#stream.write(this.#pending);
+    // Taken before the write: a batch is handed over once, whatever becomes of it.
+    const text = this.#pending;
+    const lines = this.#lines;
     this.#pending = '';
     this.#bytes = 0;
+    this.#lines = 0;
+    if (!this.#target.write(text)) this.#onDropped(lines);
   }
 }
 
-/**
- * A sink on stdout or a file: lines gather in memory ({@link LineBatches}) and each batch of up to 4 KiB is
- * written by sonic-boom at once, synchronously, as the service log is written (`src/log.ts`). One system call per
- * batch costs the request path less than handing it to libuv's thread pool: `scripts/bench-audit.ts` measures the
- * two. A destination that stops reading (a full pipe) holds the service back rather than lose audit lines or let
- * them pile up in memory. Whatever is buffered is written at shutdown, and on a crash by the exit hook.
- */
-export function fileAuditSink(destination: 'stdout' | { readonly path: string }): AuditSink {
-  return new LineBatches(auditStream(destination === 'stdout' ? 1 : openForAppend(destination.path)));
+/** What {@link streamTarget} needs of stdout (a `net.Socket` on a pipe, a `tty.WriteStream`, a file stream). */
+export interface OutputStream {
+  write(text: string): unknown;
+  readonly writableLength: number;
+  readonly destroyed: boolean;
+  once(event: 'drain' | 'close', listener: () => void): unknown;
 }
 
-/** sonic-boom as the audit sink configures it on `fd` (exported for `scripts/bench-audit.ts`). */
-export function auditStream(fd: number): LineStream {
-  return pino.destination({
-    fd,
-    sync: true,
-    // Batches arrive whole: each is written as it comes, never merged past PIPE_BUF.
-    minLength: 0,
-    maxWrite: AUDIT_MAX_WRITE,
-  });
+/**
+ * Batches onto a stream, `process.stdout` for the audit log, shared with the service log (`src/log.ts`) so that the
+ * two queue in one order and never interleave. On a pipe, Node writes at once, on the main thread, and only what
+ * the pipe cannot take yet waits in the stream for it to drain: no thread pool, and no waiting on the request path
+ * (synchronous writes would freeze the whole process while the reader lags). Past `maxPending` bytes waiting, or
+ * once the stream failed (its reader gone), batches are refused.
+ */
+export function streamTarget(stream: OutputStream, maxPending = AUDIT_MAX_PENDING): BatchTarget {
+  return {
+    write: (text) => {
+      if (stream.destroyed || stream.writableLength > maxPending) return false;
+      stream.write(text);
+      return true;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        if (stream.destroyed || stream.writableLength === 0) return resolve();
+        stream.once('drain', resolve);
+        stream.once('close', resolve);
+      }),
+  };
+}
+
+/**
+ * Batches appended to a regular file, each with one synchronous write: a file takes a write at once (into the page
+ * cache), so this costs the request path less than handing it to libuv's thread pool (`scripts/bench-audit.ts`).
+ * A write that fails (disk full, I/O error) refuses its batch.
+ */
+export function fileTarget(fd: number): BatchTarget {
+  return {
+    write: (text) => {
+      try {
+        const bytes = Buffer.from(text);
+        for (let at = 0; at < bytes.length;) at += writeSync(fd, bytes, at);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    close: () => {
+      try {
+        closeSync(fd);
+      } catch {
+        // Already closed: nothing more to release.
+      }
+      return Promise.resolve();
+    },
+  };
+}
+
+/**
+ * The audit log's sink: on stdout ({@link streamTarget}) or appended to a file ({@link fileTarget}), lines
+ * gathered into batches ({@link LineBatches}). Batches that cannot be written are reported to `onDropped`.
+ */
+export function fileAuditSink(
+  destination: 'stdout' | { readonly path: string },
+  onDropped?: (lines: number) => void,
+): AuditSink {
+  const target =
+    destination === 'stdout' ? streamTarget(stdoutStream()) : fileTarget(openForAppend(destination.path));
+  return new LineBatches(target, onDropped);
 }
 
 /**
  * Opens the audit file at start-up, synchronously, so that a path that cannot be written stops start-up with a
- * configuration error instead of failing once requests arrive.
+ * configuration error instead of failing once requests arrive. Only a regular file: a pipe or device could block
+ * the synchronous writes (stdout is the way to a pipe).
  */
 function openForAppend(path: string): number {
+  let fd: number;
   try {
     mkdirSync(dirname(path), { recursive: true });
-    return openSync(path, 'a');
+    fd = openSync(path, 'a');
   } catch (err) {
     throw new ConfigError(`TOKENS_AUDIT_LOG: cannot open ${path}: ${(err as Error).message}`);
   }
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd);
+    throw new ConfigError(`TOKENS_AUDIT_LOG: ${path} is not a regular file (use "stdout" for a pipe)`);
+  }
+  return fd;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;

@@ -2,6 +2,7 @@ import type { Capability, SharedPieces } from '../capability.js';
 import type { Config } from '../config.js';
 import { createKeyLifecycle } from '../keys/key-lifecycle.js';
 import type { KeyStore } from '../keys/key-store.js';
+import { Counter } from 'prom-client';
 import { BoundHistogram } from '../metrics.js';
 import { undiciFetchJson, type FetchJson } from './http-fetch.js';
 import { RemoteJwks } from './remote-jwks.js';
@@ -94,10 +95,27 @@ export async function createTokensModule(
   });
 
   const auditLog = config.tokenIssuer.auditLog;
+  const auditDropped = new Counter({
+    name: 'tokens_audit_lines_dropped_total',
+    help: 'Token audit lines lost: their destination refused them (a full disk, a write error, stdout not read).',
+    registers: [metrics.registry],
+  });
+  let lost = 0;
   const audit =
     auditLog === 'off'
       ? undefined
-      : new TokenAudit({ sink: fileAuditSink(auditLog), replica: config.replicaId, clock });
+      : new TokenAudit({
+          sink: fileAuditSink(auditLog, (lines) => {
+            auditDropped.inc(lines);
+            // The first loss, then one warning per 10,000 lines lost: a dead destination must not flood the log.
+            const before = lost;
+            lost += lines;
+            if (before === 0 || Math.floor(before / 10_000) < Math.floor(lost / 10_000))
+              log.warn({ lines, lost }, 'token audit lines dropped: their destination refused them');
+          }),
+          replica: config.replicaId,
+          clock,
+        });
 
   return {
     name: 'tokens',

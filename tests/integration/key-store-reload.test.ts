@@ -127,8 +127,8 @@ describe('key store – periodic reload from a real Postgres', () => {
       }),
     );
     // Within one interval, with room for a reload's own round trip, the polling step and a loaded machine (CI runs
-    // the suite beside other work): far below the next interval's end, let alone the default interval's.
-    for (const ms of seen) expect(ms).to.be.below(2 * RELOAD_MS);
+    // the suite beside other work), and well before a second interval would end.
+    for (const ms of seen) expect(ms).to.be.below(1.5 * RELOAD_MS);
     // The JWKS requests themselves never asked Postgres anything.
     for (const r of replicas) expect(r.queries()).to.equal(0);
   });

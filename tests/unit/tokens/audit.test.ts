@@ -1,7 +1,8 @@
 import { expect } from 'chai';
 import sinon from 'sinon';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { EventEmitter } from 'node:events';
+import { openSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,11 +11,25 @@ import {
   AUDIT_FLUSH_MS,
   AUDIT_MAX_WRITE,
   fileAuditSink,
+  fileTarget,
   LineBatches,
+  streamTarget,
   RequestIds,
   TokenAudit,
   type AuditSink,
 } from '../../../src/tokens/audit.js';
+
+const AUDIT_MODULE = new URL('../../../src/tokens/audit.ts', import.meta.url).href;
+
+/** Runs `script` (an ES module) in a child process; resolves with how it ended. */
+function runModule(script: string): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      stdio: 'inherit',
+    });
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+}
 
 /** A sink that keeps its lines. */
 function memorySink(): AuditSink & { lines: string[] } {
@@ -85,29 +100,69 @@ describe('token audit log', () => {
       expect(await readFile(path, 'utf8')).to.equal(lines.join(''));
     });
 
-    it('writes a full batch before write() returns: one system call, none handed to the thread pool', async () => {
-      const path = join(dir, 'sync', 'audit.log');
-      const sink = fileAuditSink({ path });
+    it('has written a full batch to a file before write() returns: a SIGKILL right after loses none of it', async () => {
+      const path = join(dir, 'killed.log');
       const line = `${JSON.stringify({ pad: 'x'.repeat(500) })}\n`;
       const perBatch = Math.floor(AUDIT_MAX_WRITE / Buffer.byteLength(line));
-      for (let i = 0; i < perBatch; i++) sink.write(line);
-      expect(readFileSync(path, 'utf8')).to.equal('');
-      sink.write(line); // does not fit: the batch before it is written, synchronously
-      expect(readFileSync(path, 'utf8')).to.equal(line.repeat(perBatch));
+      const { signal } = await runModule(`
+        const { fileAuditSink } = await import(${JSON.stringify(AUDIT_MODULE)});
+        const sink = fileAuditSink({ path: ${JSON.stringify(path)} });
+        // The last line does not fit the first batch, so that batch is written; the last line is still gathering.
+        for (let i = 0; i <= ${perBatch}; i++) sink.write(${JSON.stringify(line)});
+        process.kill(process.pid, 'SIGKILL');
+      `);
+      expect(signal).to.equal('SIGKILL');
+      expect(await readFile(path, 'utf8')).to.equal(line.repeat(perBatch));
+    });
+
+    it('a batch the file cannot take is dropped and counted, never thrown into the request or written twice', async () => {
+      const written: string[] = [];
+      let fail = true;
+      const dropped: number[] = [];
+      const sink = new LineBatches(
+        {
+          write: (text) => {
+            if (fail) return false;
+            written.push(text);
+            return true;
+          },
+          close: () => Promise.resolve(),
+        },
+        (lines) => dropped.push(lines),
+      );
+      // 1,024 bytes a line (n is one digit): four fill a batch.
+      const line = (i: number) => `${JSON.stringify({ n: i, pad: 'x'.repeat(1007) })}\n`;
+      for (let i = 0; i < 8; i++) expect(() => sink.write(line(i))).not.to.throw();
+      expect(dropped).to.deep.equal([4, 4]);
+      fail = false;
+      sink.write(line(8));
+      sink.write(line(9));
       await sink.close();
-      expect(readFileSync(path, 'utf8')).to.equal(line.repeat(perBatch + 1));
+      // What was dropped is gone for good; what came after is written once.
+      expect(written).to.deep.equal([line(8) + line(9)]);
+      expect(dropped).to.deep.equal([4, 4]);
+    });
+
+    it('a file that fails its writes (a full disk) refuses batches without throwing', () => {
+      const target = fileTarget(openSync('/dev/full', 'w'));
+      expect(target.write('{"n":1}\n')).to.equal(false);
+      return target.close();
+    });
+
+    it('a path that is not a regular file (a pipe or device could block writes) stops start-up', () => {
+      expect(() => fileAuditSink({ path: '/dev/null' }))
+        .to.throw(ConfigError)
+        .with.property('message')
+        .that.matches(/^TOKENS_AUDIT_LOG: \/dev\/null is not a regular file/);
     });
 
     it('gathers lines into writes of whole lines of at most PIPE_BUF bytes; a longer line goes alone', async () => {
       const clock = sinon.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
       try {
         const writes: string[] = [];
-        let onClose: (() => void) | undefined;
         const sink = new LineBatches({
-          write: (text) => writes.push(text),
-          flushSync: () => undefined,
-          end: () => onClose?.(),
-          once: (_event, listener) => (onClose = listener),
+          write: (text) => writes.push(text) > 0,
+          close: () => Promise.resolve(),
         });
         // Multi-byte characters: the bound is in bytes, not characters.
         const lines = Array.from(
@@ -147,19 +202,13 @@ describe('token audit log', () => {
 
     it('an exit that never closed the sink (a crash) still writes every line gathered', async () => {
       const path = join(dir, 'crash.log');
-      const module = new URL('../../../src/tokens/audit.ts', import.meta.url).href;
       const script = `
-        const { fileAuditSink } = await import(${JSON.stringify(module)});
+        const { fileAuditSink } = await import(${JSON.stringify(AUDIT_MODULE)});
         const sink = fileAuditSink({ path: ${JSON.stringify(path)} });
         for (let i = 0; i < 2000; i++) sink.write(JSON.stringify({ n: i }) + '\\n');
         setImmediate(() => process.exit(3));
       `;
-      const code = await new Promise<number | null>((resolve) => {
-        const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-          stdio: 'inherit',
-        });
-        child.once('exit', resolve);
-      });
+      const { code } = await runModule(script);
       expect(code).to.equal(3);
       const written = (await readFile(path, 'utf8')).split('\n').filter(Boolean);
       expect(written).to.have.length(2000);
@@ -173,6 +222,55 @@ describe('token audit log', () => {
         .to.throw(ConfigError)
         .with.property('message')
         .that.matches(/^TOKENS_AUDIT_LOG: cannot open /);
+    });
+  });
+
+  describe('stdout sink', () => {
+    /** A stream whose reader lags: it holds what it is given until drained. */
+    function laggingStream() {
+      const events = new EventEmitter();
+      const stream = {
+        held: [] as string[],
+        writableLength: 0,
+        destroyed: false,
+        write(text: string) {
+          stream.held.push(text);
+          stream.writableLength += Buffer.byteLength(text);
+          return true;
+        },
+        once: (event: 'drain' | 'close', listener: () => void) => events.once(event, listener),
+        drain() {
+          stream.writableLength = 0;
+          events.emit('drain');
+        },
+      };
+      return stream;
+    }
+
+    it('hands batches to the stream without waiting; past the bound, or once the stream failed, refuses them', () => {
+      const stream = laggingStream();
+      const target = streamTarget(stream, 10);
+      expect(target.write('{"n":1}\n')).to.equal(true); // 8 bytes waiting: within the bound
+      expect(target.write('{"n":2}\n')).to.equal(true); // 16: past it, for the next batch
+      expect(target.write('{"n":3}\n')).to.equal(false);
+      stream.drain();
+      expect(target.write('{"n":4}\n')).to.equal(true);
+      expect(stream.held).to.deep.equal(['{"n":1}\n', '{"n":2}\n', '{"n":4}\n']);
+      stream.destroyed = true;
+      expect(target.write('{"n":5}\n')).to.equal(false);
+    });
+
+    it('closes once what the stream holds has been written', async () => {
+      const stream = laggingStream();
+      const target = streamTarget(stream);
+      target.write('{"n":1}\n');
+      let closed = false;
+      const closing = target.close().then(() => (closed = true));
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(closed).to.equal(false);
+      stream.drain();
+      await closing;
+      expect(closed).to.equal(true);
     });
   });
 
