@@ -97,6 +97,9 @@ export const AUDIT_FLUSH_MS = 100;
  */
 export const AUDIT_MAX_PENDING = 8 * 1024 * 1024;
 
+/** How long closing waits for stdout's reader to take what is still held. */
+export const AUDIT_CLOSE_WAIT_MS = 2000;
+
 /** Where {@link LineBatches} hands its batches. */
 export interface BatchTarget {
   /** Writes a batch of whole lines, or returns false if it cannot (they are lost). Never throws. */
@@ -175,9 +178,13 @@ export interface OutputStream {
  * two queue in one order and never interleave. On a pipe, Node writes at once, on the main thread, and only what
  * the pipe cannot take yet waits in the stream for it to drain: no thread pool, and no waiting on the request path
  * (synchronous writes would freeze the whole process while the reader lags). Past `maxPending` bytes waiting, or
- * once the stream failed (its reader gone), batches are refused.
+ * once the stream failed (its reader gone), batches are refused. Closing waits up to `closeWaitMs` for the reader.
  */
-export function streamTarget(stream: OutputStream, maxPending = AUDIT_MAX_PENDING): BatchTarget {
+export function streamTarget(
+  stream: OutputStream,
+  maxPending = AUDIT_MAX_PENDING,
+  closeWaitMs = AUDIT_CLOSE_WAIT_MS,
+): BatchTarget {
   return {
     write: (text) => {
       if (stream.destroyed || stream.writableLength > maxPending) return false;
@@ -189,6 +196,8 @@ export function streamTarget(stream: OutputStream, maxPending = AUDIT_MAX_PENDIN
         if (stream.destroyed || stream.writableLength === 0) return resolve();
         stream.once('drain', resolve);
         stream.once('close', resolve);
+        // A reader that has stopped would hold shutdown for good: what it has not taken by then is lost.
+        setTimeout(resolve, closeWaitMs).unref();
       }),
   };
 }

@@ -64,6 +64,40 @@ describe('service process (end to end)', () => {
     expect(service.logs.filter((l) => l.replica !== 'r-logs')).to.deep.equal([]);
   });
 
+  it('keeps issuing while nobody reads its stdout, and the audit lines all arrive once someone does', async function () {
+    this.timeout(20_000);
+    service = startService({ TOKENS_PORT: '0' });
+    const { tokensPort } = (await service.ready) as { tokensPort: number };
+    const secret = String(
+      service.logs.find((l) => typeof l.generatedClientSecret === 'string')?.generatedClientSecret,
+    );
+    const auth = `Basic ${Buffer.from(`quickstart:${secret}`).toString('base64')}`;
+    // The reader stops: the pipe (64 KiB) fills within a few hundred audit lines.
+    service.proc.stdout?.pause();
+    const requests = 3000;
+    let issued = 0;
+    for (let i = 0; i < requests; i += 50) {
+      const answers = await Promise.all(
+        Array.from({ length: 50 }, () =>
+          fetch(`http://127.0.0.1:${tokensPort}/token`, {
+            method: 'POST',
+            headers: { authorization: auth, 'content-type': 'application/x-www-form-urlencoded' },
+            body: 'grant_type=client_credentials',
+          }).then((r) => r.status),
+        ),
+      );
+      issued += answers.filter((status) => status === 200).length;
+    }
+    expect(issued).to.equal(requests);
+    expect((await getJson(tokensPort, '/healthz')).status).to.equal(200);
+    // Reading again: every line waited in the process (well under its bound) and now arrives.
+    service.proc.stdout?.resume();
+    expect(await service.stop('SIGTERM')).to.equal(0);
+    expect(service.logs.filter((l) => l.audit === 'token' && l.outcome === 'issued')).to.have.length(
+      requests,
+    );
+  });
+
   it('refuses to start on a bad setting, naming it, with exit code 2', async () => {
     service = startService({ TOKENS_PORT: 'eighty' });
     expect(await service.exited).to.equal(2);

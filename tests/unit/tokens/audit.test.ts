@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { ConfigError } from '../../../src/errors.js';
 import {
   AUDIT_FLUSH_MS,
+  AUDIT_MAX_PENDING,
   AUDIT_MAX_WRITE,
   fileAuditSink,
   fileTarget,
@@ -271,6 +272,22 @@ describe('token audit log', () => {
       stream.drain();
       await closing;
       expect(closed).to.equal(true);
+    });
+    it('a reader that never drains holds closing only so long', async () => {
+      const clock = sinon.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+      try {
+        const stream = laggingStream();
+        const target = streamTarget(stream, AUDIT_MAX_PENDING, 2000);
+        target.write('{"n":1}\n');
+        let closed = false;
+        void target.close().then(() => (closed = true));
+        await clock.tickAsync(1999);
+        expect(closed).to.equal(false);
+        await clock.tickAsync(1);
+        expect(closed).to.equal(true);
+      } finally {
+        clock.restore();
+      }
     });
   });
 
