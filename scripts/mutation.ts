@@ -47,7 +47,7 @@ const GROUPS: Record<string, Group> = {
   // The store's index of user ids, outside the V8 heap, held to a Map.
   'grades-index': {
     mutate: ['src/grades/key-index.ts'],
-    tests: ['tests/unit/grades/key-index.property.test.ts'],
+    tests: ['tests/unit/grades/key-index.property.test.ts', 'tests/unit/grades/key-index.pins.test.ts'],
   },
   // The ordered-retry policy the grades outbox and the key store's pending writes share.
   ordering: {
