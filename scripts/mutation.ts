@@ -9,7 +9,7 @@
  * process (as `npm test` runs), a few seconds each; the TypeScript checker drops mutants that do not compile
  * before any test runs. One runner and one checker at a time (`concurrency: 1`): the machine is shared.
  */
-import { relative } from 'node:path';
+import { relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Stryker } from '@stryker-mutator/core';
 import type { MutantResult, PartialStrykerOptions } from '@stryker-mutator/api/core';
@@ -47,7 +47,7 @@ const GROUPS: Record<string, Group> = {
   // The store's index of user ids, outside the V8 heap, held to a Map.
   'grades-index': {
     mutate: ['src/grades/key-index.ts'],
-    tests: ['tests/unit/grades/key-index.property.test.ts'],
+    tests: ['tests/unit/grades/key-index.property.test.ts', 'tests/unit/grades/key-index.pins.test.ts'],
   },
   // The ordered-retry policy the grades outbox and the key store's pending writes share.
   ordering: {
@@ -88,8 +88,11 @@ const GROUPS: Record<string, Group> = {
   },
 };
 
+// mocha by its absolute path: Stryker links `node_modules` into its sandbox only when it is a directory, and in a
+// git worktree it is often a symlink to another checkout's (packages still resolve, from the sandbox's parents).
 const MOCHA =
-  'node --import tsx node_modules/mocha/bin/mocha.js --no-config --extension ts --timeout 30000 --reporter dot';
+  `node --import tsx ${resolve('node_modules/mocha/bin/mocha.js')} ` +
+  '--no-config --extension ts --timeout 30000 --reporter dot';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
