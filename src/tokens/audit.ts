@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { IncomingHttpHeaders } from 'node:http';
 import { stdoutStream } from '../log.js';
@@ -251,7 +251,9 @@ function openForAppend(path: string): number {
   let fd: number;
   try {
     mkdirSync(dirname(path), { recursive: true });
-    fd = openSync(path, 'a');
+    // Non-blocking only so that a FIFO with no reader is refused here instead of hanging start-up; a regular
+    // file's writes are unaffected.
+    fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NONBLOCK);
   } catch (err) {
     throw new ConfigError(`TOKENS_AUDIT_LOG: cannot open ${path}: ${(err as Error).message}`);
   }

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import sinon from 'sinon';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { openSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -148,6 +148,15 @@ describe('token audit log', () => {
       const target = fileTarget(openSync('/dev/full', 'w'));
       expect(target.write('{"n":1}\n')).to.equal(false);
       return target.close();
+    });
+
+    it('a FIFO with no reader is refused at start-up, not waited on', () => {
+      const fifo = join(dir, 'audit.fifo');
+      execFileSync('mkfifo', [fifo]);
+      expect(() => fileAuditSink({ path: fifo }))
+        .to.throw(ConfigError)
+        .with.property('message')
+        .that.matches(/^TOKENS_AUDIT_LOG: cannot open .*audit\.fifo/);
     });
 
     it('a path that is not a regular file (a pipe or device could block writes) stops start-up', () => {
