@@ -23,9 +23,9 @@ import {
   AUDIT_MAX_WRITE,
   fileTarget,
   LineBatches,
-  streamTarget,
   type AuditSink,
 } from '../src/tokens/audit.js';
+import { streamTarget } from '../src/log.js';
 import { median } from './lib/load.js';
 
 const { values } = parseArgs({

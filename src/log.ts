@@ -4,10 +4,10 @@ import { pino, type Logger, type LevelWithSilent } from 'pino';
  * Structured JSON logs on stdout. Paths that could carry secrets are redacted as a second line of defence;
  * the first is never passing secrets to the logger at all. Lines go through `process.stdout` ({@link
  * stdoutStream}), as the token audit log's batches do when it shares stdout, so the two queue in one order and
- * never tear each other's lines. On a pipe, Node writes each line at once on the main thread, and only what the pipe
- * cannot take yet waits in memory for the reader (up to a bound): a reader that lags never blocks the service. (pino's default,
- * sonic-boom, writes on libuv's thread pool, where a write of more than PIPE_BUF bytes may interleave with another
- * writer's, and its synchronous mode sleeps the whole process while a pipe is full.)
+ * never tear each other's lines. On a pipe, Node writes each line at once on the main thread, and only what the
+ * pipe cannot take yet waits in memory for the reader, up to a bound: a reader that lags never blocks the service.
+ * (pino's default, sonic-boom, writes on libuv's thread pool, where a write of more than PIPE_BUF bytes may
+ * interleave with another writer's, and its synchronous mode sleeps the whole process while a pipe is full.)
  */
 export function createLogger(level: LevelWithSilent, base: Record<string, unknown> = {}): Logger {
   return pino(
@@ -36,28 +36,73 @@ export function createLogger(level: LevelWithSilent, base: Record<string, unknow
   );
 }
 
-/** The most bytes of log lines stdout may hold unwritten (its reader behind) before lines are dropped. */
-const LOG_MAX_PENDING = 8 * 1024 * 1024;
-
 /**
- * stdout for the service log: past {@link LOG_MAX_PENDING} bytes waiting for a lagging reader, lines are dropped
- * rather than pile up in memory (an error logged per request, with nobody reading, would otherwise grow without
- * bound); stderr says so once per such spell.
+ * stdout for the service log, through {@link streamTarget}: past its bound, lines wait for no lagging reader but are
+ * dropped rather than pile up in memory (an error logged per request, with nobody reading, would otherwise grow
+ * without bound); stderr says so once per such spell.
  */
 function boundedStdout(): { write(line: string): void } {
-  const out = stdoutStream();
+  const target = streamTarget(stdoutStream());
   let dropping = false;
   return {
     write: (line) => {
-      if (out.destroyed) return;
-      if (out.writableLength > LOG_MAX_PENDING) {
-        if (!dropping) process.stderr.write('stdout is not being read: log lines are dropped until it is\n');
-        dropping = true;
-        return;
-      }
-      dropping = false;
-      out.write(line);
+      const written = target.write(line);
+      if (!written && !dropping)
+        process.stderr.write('stdout refuses log lines: they are dropped until it takes them\n');
+      dropping = !written;
     },
+  };
+}
+
+/**
+ * The most bytes stdout may hold unwritten (its reader behind) before lines are refused: about 20,000 audit lines.
+ */
+export const STDOUT_MAX_PENDING = 8 * 1024 * 1024;
+/** How long closing waits for stdout's reader to take what is still held. */
+export const STDOUT_CLOSE_WAIT_MS = 2000;
+
+/** Where {@link LineBatches} hands its batches. */
+export interface BatchTarget {
+  /** Writes a batch of whole lines, or returns false if it cannot (they are lost). Never throws. */
+  write(text: string): boolean;
+  /** Resolves once what was written has left the process (or cannot); releases the destination. */
+  close(): Promise<void>;
+}
+
+/** What {@link streamTarget} needs of stdout (a `net.Socket` on a pipe, a `tty.WriteStream`, a file stream). */
+export interface OutputStream {
+  write(text: string): unknown;
+  readonly writableLength: number;
+  readonly destroyed: boolean;
+  once(event: 'drain' | 'close', listener: () => void): unknown;
+}
+
+/**
+ * Writes onto a stream, `process.stdout` for both logs, so that the service log's lines and the audit log's
+ * batches (`src/tokens/audit.ts`) queue in one order and never interleave. On a pipe, Node writes at once, on the main thread, and only what
+ * the pipe cannot take yet waits in the stream for it to drain: no thread pool, and no waiting on the request path
+ * (synchronous writes would freeze the whole process while the reader lags). Past `maxPending` bytes waiting, or
+ * once the stream failed (its reader gone), writes are refused. Closing waits up to `closeWaitMs` for the reader.
+ */
+export function streamTarget(
+  stream: OutputStream,
+  maxPending = STDOUT_MAX_PENDING,
+  closeWaitMs = STDOUT_CLOSE_WAIT_MS,
+): BatchTarget {
+  return {
+    write: (text) => {
+      if (stream.destroyed || stream.writableLength > maxPending) return false;
+      stream.write(text);
+      return true;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        if (stream.destroyed || stream.writableLength === 0) return resolve();
+        stream.once('drain', resolve);
+        stream.once('close', resolve);
+        // A reader that has stopped would hold shutdown for good: what it has not taken by then is lost.
+        setTimeout(resolve, closeWaitMs).unref();
+      }),
   };
 }
 

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fstatSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { IncomingHttpHeaders } from 'node:http';
-import { stdoutStream } from '../log.js';
+import { stdoutStream, streamTarget, type BatchTarget } from '../log.js';
 import type { Clock } from '../clock.js';
 import { ConfigError } from '../errors.js';
 
@@ -92,23 +92,6 @@ export const AUDIT_MAX_WRITE = 4096;
 /** The longest a line waits in memory before it is written. */
 export const AUDIT_FLUSH_MS = 100;
 /**
- * The most bytes stdout may hold unwritten (its reader behind) before audit batches are dropped, and counted,
- * rather than pile up in memory: about 20,000 lines.
- */
-export const AUDIT_MAX_PENDING = 8 * 1024 * 1024;
-
-/** How long closing waits for stdout's reader to take what is still held. */
-export const AUDIT_CLOSE_WAIT_MS = 2000;
-
-/** Where {@link LineBatches} hands its batches. */
-export interface BatchTarget {
-  /** Writes a batch of whole lines, or returns false if it cannot (they are lost). Never throws. */
-  write(text: string): boolean;
-  /** Resolves once what was written has left the process (or cannot); releases the destination. */
-  close(): Promise<void>;
-}
-
-/**
  * Gathers whole lines into batches of at most {@link AUDIT_MAX_WRITE} bytes (a longer line goes alone), handed to
  * the target at least every {@link AUDIT_FLUSH_MS}: a line costs one measure of itself and one append, and one
  * write in about ten carries them all. A batch the target cannot take is dropped and reported through `onDropped`
@@ -163,43 +146,6 @@ export class LineBatches implements AuditSink {
     this.#lines = 0;
     if (!this.#target.write(text)) this.#onDropped(lines);
   }
-}
-
-/** What {@link streamTarget} needs of stdout (a `net.Socket` on a pipe, a `tty.WriteStream`, a file stream). */
-export interface OutputStream {
-  write(text: string): unknown;
-  readonly writableLength: number;
-  readonly destroyed: boolean;
-  once(event: 'drain' | 'close', listener: () => void): unknown;
-}
-
-/**
- * Batches onto a stream, `process.stdout` for the audit log, shared with the service log (`src/log.ts`) so that the
- * two queue in one order and never interleave. On a pipe, Node writes at once, on the main thread, and only what
- * the pipe cannot take yet waits in the stream for it to drain: no thread pool, and no waiting on the request path
- * (synchronous writes would freeze the whole process while the reader lags). Past `maxPending` bytes waiting, or
- * once the stream failed (its reader gone), batches are refused. Closing waits up to `closeWaitMs` for the reader.
- */
-export function streamTarget(
-  stream: OutputStream,
-  maxPending = AUDIT_MAX_PENDING,
-  closeWaitMs = AUDIT_CLOSE_WAIT_MS,
-): BatchTarget {
-  return {
-    write: (text) => {
-      if (stream.destroyed || stream.writableLength > maxPending) return false;
-      stream.write(text);
-      return true;
-    },
-    close: () =>
-      new Promise<void>((resolve) => {
-        if (stream.destroyed || stream.writableLength === 0) return resolve();
-        stream.once('drain', resolve);
-        stream.once('close', resolve);
-        // A reader that has stopped would hold shutdown for good: what it has not taken by then is lost.
-        setTimeout(resolve, closeWaitMs).unref();
-      }),
-  };
 }
 
 /**

@@ -7,14 +7,13 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '../../../src/errors.js';
+import { STDOUT_MAX_PENDING, streamTarget } from '../../../src/log.js';
 import {
   AUDIT_FLUSH_MS,
-  AUDIT_MAX_PENDING,
   AUDIT_MAX_WRITE,
   fileAuditSink,
   fileTarget,
   LineBatches,
-  streamTarget,
   RequestIds,
   TokenAudit,
   type AuditSink,
@@ -286,7 +285,7 @@ describe('token audit log', () => {
       const clock = sinon.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
       try {
         const stream = laggingStream();
-        const target = streamTarget(stream, AUDIT_MAX_PENDING, 2000);
+        const target = streamTarget(stream, STDOUT_MAX_PENDING, 2000);
         target.write('{"n":1}\n');
         let closed = false;
         void target.close().then(() => (closed = true));
