@@ -8,6 +8,18 @@ import { GradeStore } from '../../../src/grades/store.js';
 // rule's terms, next to a plain model.
 
 const plain = (s: string) => s;
+/** The backup's bytes of every record, as `csvChunk` hands them out `size` lines at a time. */
+function backupChunks(store: GradeStore, size: number): Buffer[] {
+  const cursor = store.backupCursor();
+  const chunks: Buffer[] = [];
+  for (
+    let b = store.csvChunk(cursor, size, csvField, ',,,');
+    b.length > 0;
+    b = store.csvChunk(cursor, size, csvField, ',,,')
+  )
+    chunks.push(b);
+  return chunks;
+}
 const record = (user_id: string, v: readonly number[]): UserGrade => ({
   user_id,
   postpaid_limit: v[0] ?? 0,
@@ -128,14 +140,7 @@ describe('grade store – layout at scale (slots, chunks, widening)', () => {
       'u0,0,0,0,0,0,12,0,0,,,',
     ]);
     for (const size of [1, 7, 10_000]) {
-      const cursor = store.backupCursor();
-      const chunks: Buffer[] = [];
-      for (
-        let b = store.csvChunk(cursor, size, csvField, ',,,');
-        b.length > 0;
-        b = store.csvChunk(cursor, size, csvField, ',,,')
-      )
-        chunks.push(b);
+      const chunks = backupChunks(store, size);
       expect(Buffer.concat(chunks).toString('utf8'), `chunks of ${size}`).to.equal(text);
     }
   });
@@ -155,14 +160,7 @@ describe('grade store – layout at scale (slots, chunks, widening)', () => {
     for (let i = 0; i < 5; i++) store.applyStored({ user_id: `s${i}`, spp: i }, 1);
     const text = store.csvLines(store.backupCursor(), 100, csvField, ',,,');
     for (const size of [1, 2, 3]) {
-      const cursor = store.backupCursor();
-      const chunks: string[] = [];
-      for (
-        let b = store.csvChunk(cursor, size, csvField, ',,,');
-        b.length > 0;
-        b = store.csvChunk(cursor, size, csvField, ',,,')
-      )
-        chunks.push(b.toString('utf8'));
+      const chunks = backupChunks(store, size).map((b) => b.toString('utf8'));
       expect(chunks.join(''), `chunks of ${size}`).to.equal(text);
       expect(
         chunks.map((c) => c.split('\n').length - 1),
